@@ -1,0 +1,16 @@
+#include "common/exit_codes.h"
+
+namespace lockstep {
+
+int ExitCodeFor(const Status& status) {
+  switch (status.code()) {
+    case StatusCode::kOk: return kExitOk;
+    case StatusCode::kInvalidArgument: return kExitUsage;
+    case StatusCode::kNotFound:
+    case StatusCode::kDataLoss: return kExitDataError;
+    case StatusCode::kDeadlineExceeded: return kExitPeerTimeout;
+    default: return kExitFailure;
+  }
+}
+
+}  // namespace lockstep

@@ -1,0 +1,193 @@
+// Conv2d by im2col + one GEMM per batch chunk. In NHWC the kernel_w taps of one
+// kernel row that fall inside the input are one contiguous run of floats, so
+// im2col/col2im move one span per (output pixel, kh) and zero-fill the padded
+// ends: branches are per span, never per element. Thread-compatible (pure).
+#include "kernels/cpu/conv.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "common/check.h"
+#include "kernels/cpu/gemm.h"
+
+namespace lockstep::kernels::cpu {
+namespace {
+
+// Upper bound on the im2col workspace (floats, 64 MiB). Larger batches are
+// processed in chunks of whole samples so memory stays bounded.
+constexpr int64_t kMaxWorkspaceFloats = int64_t{1} << 24;
+
+bool IsPointwise(const Conv2dShape& s) {
+  return s.kernel_h == 1 && s.kernel_w == 1 && s.stride_h == 1 && s.stride_w == 1 &&
+         s.pad_h == 0 && s.pad_w == 0;
+}
+
+int64_t ColsPerSample(const Conv2dShape& s) { return s.out_h() * s.out_w() * s.col_cols(); }
+
+// Samples per GEMM chunk.
+int64_t ChunkSamples(const Conv2dShape& s) {
+  const int64_t per = std::max<int64_t>(1, ColsPerSample(s));
+  return std::max<int64_t>(1, std::min(s.batch, kMaxWorkspaceFloats / per));
+}
+
+void CheckShape(const Conv2dShape& s) {
+  LS_CHECK(s.batch >= 0 && s.in_h > 0 && s.in_w > 0 && s.in_c > 0 && s.out_c > 0 &&
+           s.kernel_h > 0 && s.kernel_w > 0 && s.stride_h > 0 && s.stride_w > 0 &&
+           s.pad_h >= 0 && s.pad_w >= 0)
+      << "Conv2d: bad shape";
+  LS_CHECK(s.out_h() > 0 && s.out_w() > 0)
+      << "Conv2d: kernel " << s.kernel_h << "x" << s.kernel_w << " larger than padded input "
+      << s.in_h << "x" << s.in_w << " (pad " << s.pad_h << "," << s.pad_w << ")";
+}
+
+// Copy of n floats; short runs (in_c of 1-4 in the first layer) are cheaper as a
+// loop than as a call to memcpy.
+inline void CopyRun(float* dst, const float* src, int64_t n) {
+  if (n <= 8) {
+    for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
+  } else {
+    std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+  }
+}
+
+inline void ZeroRun(float* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = 0.0f;
+}
+
+inline void AddRun(float* __restrict dst, const float* __restrict src, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] += src[i];
+}
+
+// Range [lo, hi) of kernel taps k with 0 <= base + k * 1 < extent (dilation 1).
+inline void ValidTaps(int64_t base, int64_t kernel, int64_t extent, int64_t* lo, int64_t* hi) {
+  *lo = std::min(kernel, std::max<int64_t>(0, -base));
+  *hi = std::max(*lo, std::min(kernel, extent - base));
+}
+
+}  // namespace
+
+size_t Conv2dWorkspaceFloats(const Conv2dShape& s) {
+  if (IsPointwise(s)) return 0;  // cols == x, no copy
+  return static_cast<size_t>(ChunkSamples(s) * ColsPerSample(s));
+}
+
+void Im2col(const Conv2dShape& s, const float* x, float* cols) {
+  const int64_t oh_n = s.out_h(), ow_n = s.out_w(), c = s.in_c;
+  const int64_t kw_n = s.kernel_w, kh_n = s.kernel_h;
+  const int64_t row_len = s.col_cols();
+  const int64_t tap_row = kw_n * c;  // floats of one kernel row
+  float* out = cols;
+  for (int64_t n = 0; n < s.batch; ++n) {
+    const float* xn = x + n * s.in_h * s.in_w * c;
+    for (int64_t oh = 0; oh < oh_n; ++oh) {
+      const int64_t ih0 = oh * s.stride_h - s.pad_h;
+      int64_t kh_lo, kh_hi;
+      ValidTaps(ih0, kh_n, s.in_h, &kh_lo, &kh_hi);
+      for (int64_t ow = 0; ow < ow_n; ++ow, out += row_len) {
+        const int64_t iw0 = ow * s.stride_w - s.pad_w;
+        int64_t kw_lo, kw_hi;
+        ValidTaps(iw0, kw_n, s.in_w, &kw_lo, &kw_hi);
+        const int64_t head = kw_lo * c, body = (kw_hi - kw_lo) * c, tail = tap_row - head - body;
+        ZeroRun(out, kh_lo * tap_row);
+        for (int64_t kh = kh_lo; kh < kh_hi; ++kh) {
+          float* dst = out + kh * tap_row;
+          const float* src = xn + ((ih0 + kh) * s.in_w + iw0 + kw_lo) * c;
+          ZeroRun(dst, head);
+          CopyRun(dst + head, src, body);
+          ZeroRun(dst + head + body, tail);
+        }
+        ZeroRun(out + kh_hi * tap_row, (kh_n - kh_hi) * tap_row);
+      }
+    }
+  }
+}
+
+void Col2imAccumulate(const Conv2dShape& s, const float* cols, float* dx) {
+  const int64_t oh_n = s.out_h(), ow_n = s.out_w(), c = s.in_c;
+  const int64_t kw_n = s.kernel_w, kh_n = s.kernel_h;
+  const int64_t row_len = s.col_cols();
+  const int64_t tap_row = kw_n * c;
+  const float* in = cols;
+  for (int64_t n = 0; n < s.batch; ++n) {
+    float* dxn = dx + n * s.in_h * s.in_w * c;
+    for (int64_t oh = 0; oh < oh_n; ++oh) {
+      const int64_t ih0 = oh * s.stride_h - s.pad_h;
+      int64_t kh_lo, kh_hi;
+      ValidTaps(ih0, kh_n, s.in_h, &kh_lo, &kh_hi);
+      for (int64_t ow = 0; ow < ow_n; ++ow, in += row_len) {
+        const int64_t iw0 = ow * s.stride_w - s.pad_w;
+        int64_t kw_lo, kw_hi;
+        ValidTaps(iw0, kw_n, s.in_w, &kw_lo, &kw_hi);
+        const int64_t head = kw_lo * c, body = (kw_hi - kw_lo) * c;
+        for (int64_t kh = kh_lo; kh < kh_hi; ++kh) {
+          AddRun(dxn + ((ih0 + kh) * s.in_w + iw0 + kw_lo) * c, in + kh * tap_row + head, body);
+        }
+      }
+    }
+  }
+}
+
+void Conv2dForward(const Conv2dShape& s, const float* x, const float* w, float* y,
+                   float* workspace) {
+  CheckShape(s);
+  const int64_t k = s.col_cols(), pix = s.out_h() * s.out_w();
+  if (IsPointwise(s)) {
+    Sgemm(false, false, s.col_rows(), s.out_c, k, 1.0f, x, k, w, s.out_c, 0.0f, y, s.out_c);
+    return;
+  }
+  const int64_t chunk = ChunkSamples(s), in_per = s.in_h * s.in_w * s.in_c;
+  for (int64_t n0 = 0; n0 < s.batch; n0 += chunk) {
+    Conv2dShape cs = s;
+    cs.batch = std::min(chunk, s.batch - n0);
+    Im2col(cs, x + n0 * in_per, workspace);
+    Sgemm(false, false, cs.batch * pix, s.out_c, k, 1.0f, workspace, k, w, s.out_c, 0.0f,
+          y + n0 * pix * s.out_c, s.out_c);
+  }
+}
+
+void Conv2dBackwardData(const Conv2dShape& s, const float* dy, const float* w, float* dx,
+                        float* workspace) {
+  CheckShape(s);
+  const int64_t k = s.col_cols(), pix = s.out_h() * s.out_w();
+  if (IsPointwise(s)) {
+    // dx (NHW x Cin) = dy (NHW x Cout) * w^T.
+    Sgemm(false, true, s.col_rows(), k, s.out_c, 1.0f, dy, s.out_c, w, s.out_c, 0.0f, dx, k);
+    return;
+  }
+  const int64_t in_per = s.in_h * s.in_w * s.in_c;
+  std::fill(dx, dx + s.batch * in_per, 0.0f);
+  const int64_t chunk = ChunkSamples(s);
+  for (int64_t n0 = 0; n0 < s.batch; n0 += chunk) {
+    Conv2dShape cs = s;
+    cs.batch = std::min(chunk, s.batch - n0);
+    Sgemm(false, true, cs.batch * pix, k, s.out_c, 1.0f, dy + n0 * pix * s.out_c, s.out_c, w,
+          s.out_c, 0.0f, workspace, k);
+    Col2imAccumulate(cs, workspace, dx + n0 * in_per);
+  }
+}
+
+void Conv2dBackwardFilter(const Conv2dShape& s, const float* x, const float* dy, float beta,
+                          float* dw, float* workspace) {
+  CheckShape(s);
+  LS_CHECK(beta == 0.0f || beta == 1.0f) << "Conv2dBackwardFilter: beta " << beta;
+  const int64_t k = s.col_cols(), pix = s.out_h() * s.out_w();
+  if (IsPointwise(s)) {
+    Sgemm(true, false, k, s.out_c, s.col_rows(), 1.0f, x, k, dy, s.out_c, beta, dw, s.out_c);
+    return;
+  }
+  if (s.batch == 0) {
+    Sgemm(true, false, k, s.out_c, 0, 1.0f, x, k, dy, s.out_c, beta, dw, s.out_c);
+    return;
+  }
+  const int64_t chunk = ChunkSamples(s), in_per = s.in_h * s.in_w * s.in_c;
+  for (int64_t n0 = 0; n0 < s.batch; n0 += chunk) {
+    Conv2dShape cs = s;
+    cs.batch = std::min(chunk, s.batch - n0);
+    Im2col(cs, x + n0 * in_per, workspace);
+    // dw (KhKwCin x Cout) = cols^T * dy; later chunks accumulate.
+    Sgemm(true, false, k, s.out_c, cs.batch * pix, 1.0f, workspace, k, dy + n0 * pix * s.out_c,
+          s.out_c, n0 == 0 ? beta : 1.0f, dw, s.out_c);
+  }
+}
+
+}  // namespace lockstep::kernels::cpu

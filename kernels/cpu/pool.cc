@@ -1,0 +1,60 @@
+// Max pooling, NHWC. The channel loop is innermost and branch-free (selects), so
+// it vectorises; padded positions are skipped by clipping the window.
+#include "kernels/cpu/pool.h"
+
+#include <algorithm>
+#include <limits>
+
+#include "common/check.h"
+
+namespace lockstep::kernels::cpu {
+
+void MaxPool2dForward(const Pool2dShape& s, const float* x, float* y, int32_t* argmax) {
+  LS_CHECK(s.window_h > 0 && s.window_w > 0 && s.stride_h > 0 && s.stride_w > 0 &&
+           s.pad_h >= 0 && s.pad_w >= 0 && s.pad_h < s.window_h && s.pad_w < s.window_w)
+      << "MaxPool2d: bad window/stride/pad (pad must be smaller than the window)";
+  const int64_t oh_n = s.out_h(), ow_n = s.out_w(), ch = s.channels;
+  LS_CHECK(oh_n > 0 && ow_n > 0) << "MaxPool2d: window larger than padded input";
+  LS_CHECK_LE(s.batch * s.in_h * s.in_w * ch, int64_t{std::numeric_limits<int32_t>::max()})
+      << "MaxPool2d: input too large for int32 argmax";
+  for (int64_t n = 0; n < s.batch; ++n) {
+    for (int64_t oh = 0; oh < oh_n; ++oh) {
+      const int64_t ih0 = oh * s.stride_h - s.pad_h;
+      const int64_t h_lo = std::max<int64_t>(0, ih0), h_hi = std::min(s.in_h, ih0 + s.window_h);
+      for (int64_t ow = 0; ow < ow_n; ++ow) {
+        const int64_t iw0 = ow * s.stride_w - s.pad_w;
+        const int64_t w_lo = std::max<int64_t>(0, iw0), w_hi = std::min(s.in_w, iw0 + s.window_w);
+        const int64_t out = ((n * oh_n + oh) * ow_n + ow) * ch;
+        float* __restrict yr = y + out;
+        int32_t* __restrict ar = argmax + out;
+        // Start from the first valid position; later ones win only if strictly larger.
+        const int64_t first = ((n * s.in_h + h_lo) * s.in_w + w_lo) * ch;
+        for (int64_t c = 0; c < ch; ++c) {
+          yr[c] = x[first + c];
+          ar[c] = static_cast<int32_t>(first + c);
+        }
+        for (int64_t ih = h_lo; ih < h_hi; ++ih) {
+          for (int64_t iw = (ih == h_lo ? w_lo + 1 : w_lo); iw < w_hi; ++iw) {
+            const int64_t base = ((n * s.in_h + ih) * s.in_w + iw) * ch;
+            const float* __restrict xr = x + base;
+            for (int64_t c = 0; c < ch; ++c) {
+              const bool gt = xr[c] > yr[c];
+              yr[c] = gt ? xr[c] : yr[c];
+              ar[c] = gt ? static_cast<int32_t>(base + c) : ar[c];
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+void MaxPool2dBackward(const Pool2dShape& s, const float* dy, const int32_t* argmax, float* dx) {
+  const int64_t in_n = s.batch * s.in_h * s.in_w * s.channels;
+  const int64_t out_n = s.batch * s.out_h() * s.out_w() * s.channels;
+  std::fill(dx, dx + in_n, 0.0f);
+  // Overlapping windows may share a winner: accumulate in output order (deterministic).
+  for (int64_t i = 0; i < out_n; ++i) dx[argmax[i]] += dy[i];
+}
+
+}  // namespace lockstep::kernels::cpu

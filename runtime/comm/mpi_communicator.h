@@ -1,0 +1,121 @@
+// MpiCommunicator: host-buffer collectives over MPI. Each communicator owns its own
+// MPI_Comm_dup of the world and ONE communication thread that executes its collectives
+// in FIFO order, so reductions progress while the issuing thread computes and the MPI
+// call order is the issue order on every rank. Issue from one thread; Wait from any.
+//
+// Arrival tracking (deadline diagnostics). Each communicator also owns a second
+// MPI_Comm_dup, the "arrival" channel. When the comm thread starts collective #seq
+// it sends seq (one int64, MPI_Isend, eager-sized) to every peer and then drains the
+// announcements it has received (MPI_Iprobe + MPI_Recv, keeping the highest seq per
+// peer). At most one announcement per peer is outstanding (the previous one is
+// completed before the next is posted) and every rank drains at every collective, so
+// queues stay bounded. On a Wait time-out the waiting thread drains once more (MPI
+// calls from a second thread need MPI_THREAD_MULTIPLE; under SERIALIZED the report
+// uses what the comm thread drained last) and names the peers whose latest seq is
+// below the stalled collective's. Cost per collective: world_size-1 tiny sends plus a
+// probe; switch it off with MpiOptions::track_arrivals = false for very large worlds.
+#pragma once
+
+#include <mpi.h>
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "runtime/comm/communicator.h"
+#include "runtime/comm/mpi_runtime.h"
+
+namespace lockstep::comm {
+
+struct MpiOptions {
+  // Counts above this are split into several MPI calls (MPI counts are int). Tests
+  // lower it to exercise the split paths with small buffers.
+  int64_t max_elements_per_call = int64_t{1} << 30;
+  // Announce collective starts to peers so that time-outs can name missing ranks.
+  bool track_arrivals = true;
+};
+
+class MpiCommunicator : public Communicator {
+ public:
+  // Collective over MPI_COMM_WORLD (call on every rank, from one thread). Initialises
+  // MPI when needed (see MpiRuntime) and sets this process's rank for log lines.
+  static Result<std::unique_ptr<MpiCommunicator>> Create(std::string name = "world", MpiOptions options = {});
+  // Completes every queued collective, then frees its MPI communicators. Must not be
+  // called while a collective is stuck (after a Wait time-out, Abort instead).
+  ~MpiCommunicator() override;
+
+  int rank() const override { return rank_; }
+  int world_size() const override { return world_size_; }
+  const std::string& name() const override { return name_; }
+  // Logs `reason` and calls MPI_Abort(comm, exit_code): mpirun then ends every rank.
+  [[noreturn]] void Abort(const std::string& reason, int exit_code = 1) override;
+  // Queued behind this communicator's collectives (MPI_Comm_dup is collective), waits
+  // up to default_deadline().
+  Result<std::unique_ptr<Communicator>> Duplicate(std::string name) override;
+
+ protected:
+  std::shared_ptr<CommHandle> DoAllReduce(void* buf, int64_t count, DataType dtype, ReduceOp op,
+                                          CollectiveTag tag) override;
+  std::shared_ptr<CommHandle> DoBroadcast(void* buf, int64_t count, DataType dtype, int root,
+                                          CollectiveTag tag) override;
+  std::shared_ptr<CommHandle> DoAllGather(const void* send, void* recv, int64_t count_per_rank,
+                                          DataType dtype, CollectiveTag tag) override;
+  std::shared_ptr<CommHandle> DoAllGatherV(const void* send, void* recv,
+                                           const std::vector<int64_t>& counts_per_rank, DataType dtype,
+                                           CollectiveTag tag) override;
+  std::shared_ptr<CommHandle> DoReduceScatter(const void* send, void* recv,
+                                              const std::vector<int64_t>& counts_per_rank, DataType dtype,
+                                              ReduceOp op, CollectiveTag tag) override;
+  std::shared_ptr<CommHandle> DoBarrier(CollectiveTag tag) override;
+
+ private:
+  struct OpState;
+  class Handle;
+  struct Op {
+    std::shared_ptr<OpState> state;
+    std::function<Status()> body;  // runs on the comm thread
+  };
+
+  MpiCommunicator(std::shared_ptr<MpiRuntime> runtime, MPI_Comm comm, MPI_Comm arrival_comm, std::string name,
+                  MpiOptions options);
+  std::shared_ptr<CommHandle> Enqueue(CollectiveKind kind, CollectiveTag tag, std::function<Status()> body);
+  void ThreadMain();
+  Status Announce(int64_t seq);  // comm thread
+  Status DrainArrivals();        // comm thread, or a waiting thread under THREAD_MULTIPLE
+  std::string DescribeStall(const OpState& waited, std::chrono::milliseconds deadline);
+  // Block-wise fallbacks for totals above max_elements_per_call.
+  Status BroadcastChunked(char* buf, int64_t count, MPI_Datatype type, size_t elem, int root);
+  Status AllGatherVByBroadcast(const char* send, char* recv, const std::vector<int64_t>& counts, size_t elem,
+                               MPI_Datatype type);
+
+  std::shared_ptr<MpiRuntime> runtime_;
+  MPI_Comm comm_;
+  MPI_Comm arrival_comm_;
+  std::string name_;
+  MpiOptions options_;
+  int rank_ = 0;
+  int world_size_ = 1;
+  int64_t next_seq_ = 1;  // issuing thread only
+
+  std::mutex mu_;  // guards the fields below
+  std::condition_variable cv_;
+  std::deque<Op> queue_;
+  bool stop_ = false;
+  std::shared_ptr<OpState> running_;  // the collective the comm thread is in, if any
+  Status broken_;                     // first failure; later collectives fail fast
+
+  std::mutex arrival_mu_;  // guards the arrival fields and serialises draining
+  std::vector<int64_t> latest_arrival_;   // highest seq announced by each rank
+  std::vector<int64_t> announce_buf_;     // comm thread only: in-flight send buffers
+  std::vector<MPI_Request> announce_req_; // comm thread only
+
+  std::thread thread_;  // last: started after everything above is initialised
+};
+
+}  // namespace lockstep::comm

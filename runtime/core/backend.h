@@ -1,0 +1,97 @@
+// Backend: the op table every layer calls (DESIGN decision 2). Layer code holds
+// raw device pointers and never branches on the device; a backend (CPU now,
+// CUDA later) implements memory and every op. One backend per rank; called from
+// the training thread only unless an op says otherwise.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "kernels/cpu/conv.h"
+#include "kernels/cpu/dropout.h"
+#include "kernels/cpu/elementwise.h"
+#include "kernels/cpu/optimizer.h"
+#include "kernels/cpu/pool.h"
+#include "runtime/core/tensor.h"
+
+namespace lockstep {
+
+using Activation = kernels::cpu::Activation;
+using Conv2dShape = kernels::cpu::Conv2dShape;
+using Pool2dShape = kernels::cpu::Pool2dShape;
+using DropoutKey = kernels::cpu::DropoutKey;
+using SgdHyper = kernels::cpu::SgdHyper;
+using AdamHyper = kernels::cpu::AdamHyper;
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual Device device() const = 0;
+  virtual std::string name() const = 0;
+
+  // ---- memory (device pointers) ----
+  virtual void* Allocate(size_t bytes) = 0;
+  virtual void Free(void* p) = 0;
+  virtual void ZeroBytes(void* p, size_t bytes) = 0;
+  virtual void CopyBytes(void* dst, const void* src, size_t bytes) = 0;        // device -> device
+  virtual void CopyToHost(void* host_dst, const void* src, size_t bytes) = 0;    // device -> host
+  virtual void CopyFromHost(void* dst, const void* host_src, size_t bytes) = 0;  // host -> device
+  virtual void Synchronize() {}
+
+  // ---- dense algebra ----
+  // Row-major C = alpha op(A) op(B) + beta C (see kernels/cpu/gemm.h).
+  virtual void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                    const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+                    int64_t ldc) = 0;
+  virtual void BiasAdd(float* y, const float* bias, int64_t rows, int64_t cols) = 0;
+  virtual void BiasBackward(const float* dy, int64_t rows, int64_t cols, float beta,
+                            float* dbias) = 0;
+  virtual void ActivationForward(Activation act, const float* x, float* y, int64_t n) = 0;
+  virtual void ActivationBackward(Activation act, const float* x, const float* y, const float* dy,
+                                  float* dx, int64_t n) = 0;
+  virtual void Scale(float* x, int64_t n, float s) = 0;
+  virtual double SumOfSquares(const float* x, int64_t n) = 0;
+
+  // ---- convolution and pooling (NHWC, HWIO filters) ----
+  virtual size_t Conv2dWorkspaceBytes(const Conv2dShape& s) = 0;
+  virtual void Conv2dForward(const Conv2dShape& s, const float* x, const float* w, float* y,
+                             void* workspace) = 0;
+  virtual void Conv2dBackwardData(const Conv2dShape& s, const float* dy, const float* w, float* dx,
+                                  void* workspace) = 0;
+  virtual void Conv2dBackwardFilter(const Conv2dShape& s, const float* x, const float* dy,
+                                    float beta, float* dw, void* workspace) = 0;
+  virtual void MaxPool2dForward(const Pool2dShape& s, const float* x, float* y,
+                                int32_t* argmax) = 0;
+  virtual void MaxPool2dBackward(const Pool2dShape& s, const float* dy, const int32_t* argmax,
+                                 float* dx) = 0;
+
+  // ---- dropout (counter-based RNG; identical masks on every backend) ----
+  virtual void DropoutForward(const DropoutKey& key, const float* x, float* y, uint8_t* mask,
+                              int64_t rows, int64_t row_len, int64_t first_global_row,
+                              float rate) = 0;
+  virtual void DropoutBackward(const float* dy, const uint8_t* mask, float* dx, int64_t n,
+                               float rate) = 0;
+
+  // ---- losses: return the summed loss; gradients scaled by grad_scale ----
+  virtual double SoftmaxCrossEntropy(const float* logits, const int32_t* labels, int64_t rows,
+                                     int64_t classes, float grad_scale, float* dlogits) = 0;
+  virtual int64_t CountCorrect(const float* logits, const int32_t* labels, int64_t rows,
+                               int64_t classes) = 0;
+  virtual double MeanSquaredError(const float* pred, const float* target, int64_t n,
+                                  int64_t row_len, float grad_scale, float* dpred) = 0;
+  virtual double BinaryCrossEntropyWithLogits(const float* logits, const float* target, int64_t n,
+                                              int64_t row_len, float grad_scale,
+                                              float* dlogits) = 0;
+
+  // ---- optimisers: one fused pass over a flat range ----
+  virtual void SgdStep(const SgdHyper& h, float* param, const float* grad, float* momentum,
+                       int64_t n) = 0;
+  virtual void AdamStep(const AdamHyper& h, float* param, const float* grad, float* m, float* v,
+                        int64_t n) = 0;
+};
+
+std::unique_ptr<Backend> CreateCpuBackend();
+
+}  // namespace lockstep

@@ -1,0 +1,123 @@
+// The CPU backend: thin adapters from the op table to kernels/cpu.
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "kernels/cpu/gemm.h"
+#include "kernels/cpu/loss.h"
+#include "runtime/core/backend.h"
+
+namespace lockstep {
+namespace {
+
+namespace k = kernels::cpu;
+
+class CpuBackend final : public Backend {
+ public:
+  Device device() const override { return Device{DeviceKind::kCpu, 0}; }
+  std::string name() const override { return "cpu"; }
+
+  void* Allocate(size_t bytes) override {
+    if (bytes == 0) return nullptr;
+    // 64-byte alignment: whole cache lines, and AVX-512 loads never split.
+    void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (p == nullptr) throw std::bad_alloc();
+    return p;
+  }
+  void Free(void* p) override { std::free(p); }
+  void ZeroBytes(void* p, size_t bytes) override {
+    if (bytes) std::memset(p, 0, bytes);
+  }
+  void CopyBytes(void* dst, const void* src, size_t bytes) override {
+    if (bytes) std::memmove(dst, src, bytes);
+  }
+  void CopyToHost(void* dst, const void* src, size_t bytes) override { CopyBytes(dst, src, bytes); }
+  void CopyFromHost(void* dst, const void* src, size_t bytes) override {
+    CopyBytes(dst, src, bytes);
+  }
+
+  void Gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t kk, float alpha, const float* a,
+            int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) override {
+    k::Sgemm(ta, tb, m, n, kk, alpha, a, lda, b, ldb, beta, c, ldc);
+  }
+  void BiasAdd(float* y, const float* bias, int64_t rows, int64_t cols) override {
+    k::BiasAdd(y, bias, rows, cols);
+  }
+  void BiasBackward(const float* dy, int64_t rows, int64_t cols, float beta,
+                    float* dbias) override {
+    k::BiasBackward(dy, rows, cols, beta, dbias);
+  }
+  void ActivationForward(Activation act, const float* x, float* y, int64_t n) override {
+    k::ActivationForward(act, x, y, n);
+  }
+  void ActivationBackward(Activation act, const float* x, const float* y, const float* dy,
+                          float* dx, int64_t n) override {
+    k::ActivationBackward(act, x, y, dy, dx, n);
+  }
+  void Scale(float* x, int64_t n, float s) override { k::Scale(x, n, s); }
+  double SumOfSquares(const float* x, int64_t n) override { return k::SumOfSquares(x, n); }
+
+  size_t Conv2dWorkspaceBytes(const Conv2dShape& s) override {
+    return k::Conv2dWorkspaceFloats(s) * sizeof(float);
+  }
+  void Conv2dForward(const Conv2dShape& s, const float* x, const float* w, float* y,
+                     void* ws) override {
+    k::Conv2dForward(s, x, w, y, static_cast<float*>(ws));
+  }
+  void Conv2dBackwardData(const Conv2dShape& s, const float* dy, const float* w, float* dx,
+                          void* ws) override {
+    k::Conv2dBackwardData(s, dy, w, dx, static_cast<float*>(ws));
+  }
+  void Conv2dBackwardFilter(const Conv2dShape& s, const float* x, const float* dy, float beta,
+                            float* dw, void* ws) override {
+    k::Conv2dBackwardFilter(s, x, dy, beta, dw, static_cast<float*>(ws));
+  }
+  void MaxPool2dForward(const Pool2dShape& s, const float* x, float* y, int32_t* argmax) override {
+    k::MaxPool2dForward(s, x, y, argmax);
+  }
+  void MaxPool2dBackward(const Pool2dShape& s, const float* dy, const int32_t* argmax,
+                         float* dx) override {
+    k::MaxPool2dBackward(s, dy, argmax, dx);
+  }
+
+  void DropoutForward(const DropoutKey& key, const float* x, float* y, uint8_t* mask, int64_t rows,
+                      int64_t row_len, int64_t first_global_row, float rate) override {
+    k::DropoutForward(key, x, y, mask, rows, row_len, first_global_row, rate);
+  }
+  void DropoutBackward(const float* dy, const uint8_t* mask, float* dx, int64_t n,
+                       float rate) override {
+    k::DropoutBackward(dy, mask, dx, n, rate);
+  }
+
+  double SoftmaxCrossEntropy(const float* logits, const int32_t* labels, int64_t rows,
+                             int64_t classes, float grad_scale, float* dlogits) override {
+    return k::SoftmaxCrossEntropy(logits, labels, rows, classes, grad_scale, dlogits);
+  }
+  int64_t CountCorrect(const float* logits, const int32_t* labels, int64_t rows,
+                       int64_t classes) override {
+    return k::CountCorrect(logits, labels, rows, classes);
+  }
+  double MeanSquaredError(const float* pred, const float* target, int64_t n, int64_t row_len,
+                          float grad_scale, float* dpred) override {
+    return k::MeanSquaredError(pred, target, n, row_len, grad_scale, dpred);
+  }
+  double BinaryCrossEntropyWithLogits(const float* logits, const float* target, int64_t n,
+                                      int64_t row_len, float grad_scale,
+                                      float* dlogits) override {
+    return k::BinaryCrossEntropyWithLogits(logits, target, n, row_len, grad_scale, dlogits);
+  }
+
+  void SgdStep(const SgdHyper& h, float* p, const float* g, float* mom, int64_t n) override {
+    k::SgdStep(h, p, g, mom, n);
+  }
+  void AdamStep(const AdamHyper& h, float* p, const float* g, float* m, float* v,
+                int64_t n) override {
+    k::AdamStep(h, p, g, m, v, n);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> CreateCpuBackend() { return std::make_unique<CpuBackend>(); }
+
+}  // namespace lockstep

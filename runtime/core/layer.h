@@ -1,0 +1,115 @@
+// Layer: one stage of a Sequential model. A layer declares its parameters, is
+// bound to views into the model's flat parameter/gradient arenas, and runs
+// forward/backward on raw device pointers through the Backend op table.
+// Layers own only per-batch scratch (pool argmax, dropout mask, conv workspace).
+// Not thread-safe: one training thread drives a model.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "runtime/core/backend.h"
+#include "runtime/core/tensor.h"
+
+namespace lockstep {
+
+// How a parameter is initialised (Keras defaults: Glorot-uniform kernels, zero biases).
+enum class ParamInit { kZeros, kGlorotUniform, kHeUniform, kHeNormal };
+
+struct ParamSpec {
+  std::string name;  // "kernel", "bias"
+  Shape shape;
+  ParamInit init = ParamInit::kZeros;
+  int64_t fan_in = 1;
+  int64_t fan_out = 1;
+};
+
+// What a forward/backward call needs to know about the step it belongs to.
+struct StepContext {
+  Backend* backend = nullptr;
+  bool training = false;
+  // 0: parameter gradients are overwritten; 1: accumulated (gradient accumulation).
+  float grad_beta = 0.0f;
+  uint64_t seed = 0;          // recipe seed (dropout keys)
+  uint64_t step = 0;          // global optimizer step x accumulation + micro step (dropout keys)
+  int64_t first_global_row = 0;  // global sample index of row 0 of this micro-batch
+};
+
+class Layer {
+ public:
+  virtual ~Layer() = default;
+  virtual std::string Kind() const = 0;  // "dense", "conv2d", ...
+  // Human-readable configuration for summaries and fingerprints ("units=128").
+  virtual std::string Describe() const = 0;
+
+  // Fixes the per-sample input shape; returns the per-sample output shape, or an
+  // error saying why this input is impossible for this layer.
+  virtual Result<Shape> Build(const Shape& input_shape) = 0;
+  virtual std::vector<ParamSpec> ParamSpecs() const { return {}; }
+  // Views into the arenas, in ParamSpecs() order.
+  virtual void BindParams(const std::vector<Tensor>& params, const std::vector<Tensor>& grads) {
+    (void)params;
+    (void)grads;
+  }
+
+  // y (batch, out...) from x (batch, in...).
+  virtual void Forward(const StepContext& ctx, const float* x, float* y, int64_t batch) = 0;
+  // Parameter gradients (with ctx.grad_beta) and, when dx is non-null, dx.
+  // x and y are the forward input and output of the same batch.
+  virtual void Backward(const StepContext& ctx, const float* x, const float* y, const float* dy,
+                        float* dx, int64_t batch) = 0;
+
+  // Multiply-adds x2 per sample for forward, for the weight gradient, for the input gradient.
+  virtual double ForwardFlops() const { return 0; }
+  virtual double WeightGradFlops() const { return 0; }
+  virtual double InputGradFlops() const { return ForwardFlops(); }
+
+  void set_index(int index) { index_ = index; }
+  int index() const { return index_; }
+  const Shape& input_shape() const { return input_shape_; }
+  const Shape& output_shape() const { return output_shape_; }
+
+ protected:
+  int index_ = 0;
+  Shape input_shape_;
+  Shape output_shape_;
+};
+
+// Per-layer scratch that grows to the largest batch seen (device memory).
+class Scratch {
+ public:
+  void* Get(Backend& backend, size_t bytes);
+
+ private:
+  Tensor buffer_;
+};
+
+// ---- factories (layers.cc, conv_layers.cc) ----
+std::unique_ptr<Layer> MakeDense(int64_t units, bool use_bias,
+                                 ParamInit init = ParamInit::kGlorotUniform);
+std::unique_ptr<Layer> MakeActivation(Activation act);
+std::unique_ptr<Layer> MakeFlatten();
+std::unique_ptr<Layer> MakeDropout(float rate);
+
+struct Conv2dOptions {
+  int64_t filters = 1;
+  int64_t kernel_h = 3, kernel_w = 3;
+  int64_t stride_h = 1, stride_w = 1;
+  int64_t pad_h = 0, pad_w = 0;
+  bool use_bias = true;
+  ParamInit init = ParamInit::kGlorotUniform;
+};
+std::unique_ptr<Layer> MakeConv2d(const Conv2dOptions& options);
+
+struct Pool2dOptions {
+  int64_t window_h = 2, window_w = 2;
+  int64_t stride_h = 2, stride_w = 2;
+  int64_t pad_h = 0, pad_w = 0;
+};
+std::unique_ptr<Layer> MakeMaxPool2d(const Pool2dOptions& options);
+
+const char* ActivationName(Activation act);
+
+}  // namespace lockstep

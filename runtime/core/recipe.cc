@@ -1,0 +1,381 @@
+#include "runtime/core/recipe.h"
+
+#include <google/protobuf/io/tokenizer.h>
+#include <google/protobuf/text_format.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+namespace lockstep {
+namespace {
+
+namespace pb = google::protobuf;
+
+// Collects parser errors as "file:line:column: message" (1-based, like compilers).
+class ErrorCollector final : public pb::io::ErrorCollector {
+ public:
+  explicit ErrorCollector(std::string name) : name_(std::move(name)) {}
+  void AddError(int line, int column, const std::string& message) override {
+    if (!first_.empty()) return;
+    first_ = name_ + ":" + std::to_string(line + 1) + ":" + std::to_string(column + 1) + ": " + message;
+  }
+  void AddWarning(int, int, const std::string&) override {}
+  const std::string& first() const { return first_; }
+
+ private:
+  std::string name_;
+  std::string first_;
+};
+
+// Turns "training.epochs=3" into text format "training { epochs: 3 }", checking
+// every path component against the schema so a typo names the bad field.
+Result<std::string> OverrideToText(const std::string& assignment) {
+  size_t eq = assignment.find('=');
+  if (eq == std::string::npos || eq == 0) {
+    return InvalidArgumentError("--set " + assignment + ": expected field.path=value");
+  }
+  std::string path = assignment.substr(0, eq), value = assignment.substr(eq + 1);
+  const pb::Descriptor* desc = config::Recipe::descriptor();
+  std::vector<std::string> parts;
+  std::stringstream ss(path);
+  for (std::string part; std::getline(ss, part, '.');) parts.push_back(part);
+  std::string open, close;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const pb::FieldDescriptor* field = desc ? desc->FindFieldByName(parts[i]) : nullptr;
+    if (field == nullptr) {
+      return InvalidArgumentError("--set " + assignment + ": " +
+                                  (desc ? desc->full_name() : std::string("a scalar")) +
+                                  " has no field named \"" + parts[i] + "\"");
+    }
+    bool last = i + 1 == parts.size();
+    if (field->is_repeated()) {
+      return InvalidArgumentError("--set " + assignment + ": \"" + parts[i] +
+                                  "\" is a list; edit the recipe file to change it");
+    }
+    if (!last) {
+      if (field->type() != pb::FieldDescriptor::TYPE_MESSAGE) {
+        return InvalidArgumentError("--set " + assignment + ": \"" + parts[i] + "\" is not a message");
+      }
+      open += parts[i] + " { ";
+      close += " }";
+      desc = field->message_type();
+      continue;
+    }
+    if (field->type() == pb::FieldDescriptor::TYPE_MESSAGE) {
+      return InvalidArgumentError("--set " + assignment + ": \"" + parts[i] + "\" is a message; set one of its fields");
+    }
+    if (field->type() == pb::FieldDescriptor::TYPE_STRING &&
+        !(value.size() >= 2 && value.front() == '"' && value.back() == '"')) {
+      value = "\"" + pb::CEscape(value) + "\"";
+    }
+    return open + parts[i] + ": " + value + close;
+  }
+  return InvalidArgumentError("--set " + assignment + ": empty field path");
+}
+
+Activation ToActivation(config::Activation a) {
+  switch (a) {
+    case config::RELU: return Activation::kRelu;
+    case config::TANH: return Activation::kTanh;
+    case config::SIGMOID: return Activation::kSigmoid;
+    case config::GELU: return Activation::kGelu;
+    default: return Activation::kIdentity;
+  }
+}
+
+ParamInit ToInit(config::Init init) {
+  switch (init) {
+    case config::HE_UNIFORM: return ParamInit::kHeUniform;
+    case config::HE_NORMAL: return ParamInit::kHeNormal;
+    default: return ParamInit::kGlorotUniform;
+  }
+}
+
+// [k] -> (k, k); [a, b] -> (a, b); [] -> (fallback, fallback).
+Status Pair(const pb::RepeatedField<int64_t>& v, int64_t fallback, const char* what, int64_t* a,
+            int64_t* b) {
+  if (v.size() == 0) {
+    *a = *b = fallback;
+  } else if (v.size() == 1) {
+    *a = *b = v[0];
+  } else if (v.size() == 2) {
+    *a = v[0];
+    *b = v[1];
+  } else {
+    return InvalidArgumentError(std::string(what) + " takes 1 or 2 values, got " + std::to_string(v.size()));
+  }
+  if (*a <= 0 || *b <= 0) return InvalidArgumentError(std::string(what) + " must be > 0");
+  return Status::Ok();
+}
+
+// Keras "same" padding with symmetric zero padding: total padding must be even.
+Status SamePadding(int64_t in, int64_t k, int64_t stride, int64_t* pad) {
+  int64_t out = (in + stride - 1) / stride;
+  int64_t total = std::max<int64_t>((out - 1) * stride + k - in, 0);
+  if (total % 2 != 0) {
+    return InvalidArgumentError("padding SAME needs an even total padding; kernel " + std::to_string(k) +
+                                " stride " + std::to_string(stride) + " on size " + std::to_string(in) +
+                                " needs " + std::to_string(total) + " (use VALID or an odd kernel)");
+  }
+  *pad = total / 2;
+  return Status::Ok();
+}
+
+Status ValidateRecipe(const config::Recipe& r) {
+  const auto& t = r.training();
+  if (r.model().layers_size() == 0) return InvalidArgumentError("model.layers: the model has no layers");
+  if (t.global_batch_size() <= 0) {
+    return InvalidArgumentError("training.global_batch_size must be > 0 (got " +
+                                std::to_string(t.global_batch_size()) + ")");
+  }
+  if (t.epochs() <= 0 && t.max_steps() <= 0) {
+    return InvalidArgumentError("training.epochs or training.max_steps must be > 0");
+  }
+  if (t.epochs() < 0 || t.max_steps() < 0 || t.eval_batch_size() < 0 || t.threads() < 0) {
+    return InvalidArgumentError("training: epochs, max_steps, eval_batch_size and threads must be >= 0");
+  }
+  if (!r.data().dataset().empty() && r.data().dataset() != "fashion_mnist") {
+    return InvalidArgumentError("data.dataset: unknown dataset \"" + r.data().dataset() +
+                                "\" (expected fashion_mnist)");
+  }
+  if (r.optimizer().clip_global_norm() < 0) {
+    return InvalidArgumentError("optimizer.clip_global_norm must be >= 0");
+  }
+  const auto& d = r.distributed();
+  if (d.zero_stage() != 0 && d.zero_stage() != 1) {
+    return InvalidArgumentError("distributed.zero_stage must be 0 or 1 (got " + std::to_string(d.zero_stage()) + ")");
+  }
+  if (d.gradient_accumulation_steps() < 0) {
+    return InvalidArgumentError("distributed.gradient_accumulation_steps must be >= 0");
+  }
+  if (d.has_bucket_size_mb() && !(d.bucket_size_mb() > 0)) {
+    return InvalidArgumentError("distributed.bucket_size_mb must be > 0");
+  }
+  if (d.has_collective_timeout_seconds() && !(d.collective_timeout_seconds() > 0)) {
+    return InvalidArgumentError("distributed.collective_timeout_seconds must be > 0");
+  }
+  LS_RETURN_IF_ERROR(ValidateSchedule(ToScheduleConfig(r, 1)).WithContext("optimizer/schedule"));
+  LS_RETURN_IF_ERROR(Optimizer::Validate(ToOptimizerConfig(r.optimizer())).WithContext("optimizer"));
+  for (int i = 0; i < r.model().layers_size(); ++i) {
+    const auto& l = r.model().layers(i);
+    bool last = i + 1 == r.model().layers_size();
+    config::Activation act = config::LINEAR;
+    if (l.has_dense()) act = l.dense().activation();
+    if (l.has_conv2d()) act = l.conv2d().activation();
+    if (l.has_activation()) act = l.activation().function();
+    if (act == config::SOFTMAX && !(last && r.loss() == config::SPARSE_CATEGORICAL_CROSSENTROPY)) {
+      return InvalidArgumentError("model.layers[" + std::to_string(i) +
+                                  "]: softmax is only allowed on the last layer with "
+                                  "SPARSE_CATEGORICAL_CROSSENTROPY (it is fused into the loss)");
+    }
+    if (l.kind_case() == config::Layer::KIND_NOT_SET) {
+      return InvalidArgumentError("model.layers[" + std::to_string(i) + "]: empty layer (set dense, conv2d, ...)");
+    }
+  }
+  return Status::Ok();
+}
+
+void FillDefaults(config::Recipe* r) {
+  if (r->data().dataset().empty()) r->mutable_data()->set_dataset("fashion_mnist");
+  if (!r->data().has_validation_samples()) r->mutable_data()->set_validation_samples(5000);
+  if (r->training().eval_batch_size() == 0) r->mutable_training()->set_eval_batch_size(256);
+  if (!r->training().has_drop_last()) r->mutable_training()->set_drop_last(true);
+  auto* d = r->mutable_distributed();
+  if (!d->has_bucket_size_mb()) d->set_bucket_size_mb(25);
+  if (d->gradient_accumulation_steps() == 0) d->set_gradient_accumulation_steps(1);
+  if (!d->has_collective_timeout_seconds()) d->set_collective_timeout_seconds(300);
+  auto* c = r->mutable_checkpoint();
+  if (c->keep_last() == 0) c->set_keep_last(3);
+  if (!c->has_async()) c->set_async(true);
+}
+
+}  // namespace
+
+Result<LoadedRecipe> ParseRecipe(const std::string& text, const std::string& name,
+                                 const std::vector<std::string>& overrides) {
+  LoadedRecipe out;
+  out.path = name;
+  pb::TextFormat::Parser parser;
+  ErrorCollector errors(name);
+  parser.RecordErrorsTo(&errors);
+  pb::TextFormat::ParseInfoTree info;
+  parser.WriteLocationsTo(&info);
+  if (!parser.ParseFromString(text, &out.recipe)) {
+    return InvalidArgumentError(errors.first().empty() ? name + ": cannot parse recipe" : errors.first());
+  }
+  for (const std::string& o : overrides) {
+    LS_ASSIGN_OR_RETURN(std::string snippet, OverrideToText(o));
+    pb::TextFormat::Parser override_parser;
+    ErrorCollector override_errors("--set " + o);
+    override_parser.RecordErrorsTo(&override_errors);
+    if (!override_parser.MergeFromString(snippet, &out.recipe)) return InvalidArgumentError(override_errors.first());
+  }
+  FillDefaults(&out.recipe);
+  Status valid = ValidateRecipe(out.recipe);
+  if (!valid.ok()) {
+    // Point at the layer's line when the message is about a layer.
+    const std::string& m = valid.message();
+    size_t at = m.find("model.layers[");
+    if (at != std::string::npos) {
+      int index = std::atoi(m.c_str() + at + 13);
+      const pb::FieldDescriptor* model_f = config::Recipe::descriptor()->FindFieldByName("model");
+      const pb::FieldDescriptor* layers_f = config::Model::descriptor()->FindFieldByName("layers");
+      pb::TextFormat::ParseInfoTree* model_tree = info.GetTreeForNested(model_f, -1);
+      if (model_tree) {
+        pb::TextFormat::ParseLocation loc = model_tree->GetLocation(layers_f, index);
+        if (loc.line >= 0) {
+          return InvalidArgumentError(name + ":" + std::to_string(loc.line + 1) + ":" +
+                                      std::to_string(loc.column + 1) + ": " + m);
+        }
+      }
+    }
+    return InvalidArgumentError(name + ": " + m);
+  }
+  pb::TextFormat::PrintToString(out.recipe, &out.text);
+  out.layer_lines.clear();
+  const pb::FieldDescriptor* model_f = config::Recipe::descriptor()->FindFieldByName("model");
+  const pb::FieldDescriptor* layers_f = config::Model::descriptor()->FindFieldByName("layers");
+  pb::TextFormat::ParseInfoTree* model_tree = info.GetTreeForNested(model_f, -1);
+  for (int i = 0; i < out.recipe.model().layers_size(); ++i) {
+    int line = -1;
+    if (model_tree) line = model_tree->GetLocation(layers_f, i).line;
+    out.layer_lines.push_back(line >= 0 ? line + 1 : 0);
+  }
+  return out;
+}
+
+Result<LoadedRecipe> LoadRecipe(const std::string& path, const std::vector<std::string>& overrides) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return NotFoundError("recipe " + path + ": cannot open (" + std::strerror(errno) + ")");
+  std::stringstream buf;
+  buf << in.rdbuf();
+  return ParseRecipe(buf.str(), path, overrides);
+}
+
+Result<std::unique_ptr<Model>> BuildModel(const LoadedRecipe& loaded, Backend* backend,
+                                          const Shape& input_shape) {
+  const config::Recipe& r = loaded.recipe;
+  std::vector<std::unique_ptr<Layer>> layers;
+  std::vector<std::string> labels;
+  ParamInit init = ToInit(r.model().kernel_init());
+  Shape shape = input_shape;  // tracked to resolve SAME padding
+  auto label = [&](int i) {
+    int line = i < static_cast<int>(loaded.layer_lines.size()) ? loaded.layer_lines[static_cast<size_t>(i)] : 0;
+    return loaded.path + (line > 0 ? ":" + std::to_string(line) : std::string()) + ": model.layers[" +
+           std::to_string(i) + "]";
+  };
+  auto add = [&](std::unique_ptr<Layer> layer, int i) -> Status {
+    auto out = layer->Build(shape);
+    if (!out.ok()) return InvalidArgumentError(label(i) + " (" + layer->Kind() + "): " + out.status().message());
+    shape = *out;
+    layers.push_back(std::move(layer));
+    labels.push_back(label(i));
+    return Status::Ok();
+  };
+  int n = r.model().layers_size();
+  for (int i = 0; i < n; ++i) {
+    const config::Layer& l = r.model().layers(i);
+    auto fail = [&](const Status& s) { return InvalidArgumentError(label(i) + ": " + s.message()); };
+    config::Activation act = config::LINEAR;
+    switch (l.kind_case()) {
+      case config::Layer::kDense: {
+        LS_RETURN_IF_ERROR(add(MakeDense(l.dense().units(), !l.dense().no_bias(), init), i));
+        act = l.dense().activation();
+        break;
+      }
+      case config::Layer::kConv2D: {
+        const auto& c = l.conv2d();
+        Conv2dOptions o;
+        o.filters = c.filters();
+        o.use_bias = !c.no_bias();
+        o.init = init;
+        Status s = Pair(c.kernel_size(), 3, "kernel_size", &o.kernel_h, &o.kernel_w);
+        if (s.ok()) s = Pair(c.strides(), 1, "strides", &o.stride_h, &o.stride_w);
+        if (s.ok() && c.padding() == config::SAME) {
+          if (shape.size() != 3) s = InvalidArgumentError("conv2d expects a (height, width, channels) input");
+          if (s.ok()) s = SamePadding(shape[0], o.kernel_h, o.stride_h, &o.pad_h);
+          if (s.ok()) s = SamePadding(shape[1], o.kernel_w, o.stride_w, &o.pad_w);
+        }
+        if (!s.ok()) return fail(s);
+        LS_RETURN_IF_ERROR(add(MakeConv2d(o), i));
+        act = c.activation();
+        break;
+      }
+      case config::Layer::kMaxpool2D: {
+        const auto& p = l.maxpool2d();
+        Pool2dOptions o;
+        Status s = Pair(p.pool_size(), 2, "pool_size", &o.window_h, &o.window_w);
+        if (s.ok() && p.strides_size() == 0) {
+          o.stride_h = o.window_h;  // Keras: strides default to the pool size
+          o.stride_w = o.window_w;
+        } else if (s.ok()) {
+          s = Pair(p.strides(), 1, "strides", &o.stride_h, &o.stride_w);
+        }
+        if (s.ok() && p.padding() == config::SAME) {
+          if (shape.size() != 3) s = InvalidArgumentError("maxpool2d expects a (height, width, channels) input");
+          if (s.ok()) s = SamePadding(shape[0], o.window_h, o.stride_h, &o.pad_h);
+          if (s.ok()) s = SamePadding(shape[1], o.window_w, o.stride_w, &o.pad_w);
+        }
+        if (!s.ok()) return fail(s);
+        LS_RETURN_IF_ERROR(add(MakeMaxPool2d(o), i));
+        break;
+      }
+      case config::Layer::kFlatten: LS_RETURN_IF_ERROR(add(MakeFlatten(), i)); break;
+      case config::Layer::kActivation: act = l.activation().function(); break;
+      case config::Layer::kDropout: LS_RETURN_IF_ERROR(add(MakeDropout(l.dropout().rate()), i)); break;
+      case config::Layer::KIND_NOT_SET: return fail(InvalidArgumentError("empty layer"));
+    }
+    if (act != config::LINEAR && act != config::SOFTMAX) {
+      LS_RETURN_IF_ERROR(add(MakeActivation(ToActivation(act)), i));
+    }
+  }
+  LS_RETURN_IF_ERROR(ValidateLoss(ToLossKind(r.loss()), shape).WithContext(loaded.path + ": loss"));
+  return Model::Create(backend, input_shape, std::move(layers), std::move(labels));
+}
+
+OptimizerConfig ToOptimizerConfig(const config::Optimizer& o) {
+  OptimizerConfig c;
+  switch (o.kind()) {
+    case config::SGD: c.kind = OptimizerKind::kSgd; break;
+    case config::ADAMW: c.kind = OptimizerKind::kAdamW; break;
+    default: c.kind = OptimizerKind::kAdam; break;
+  }
+  c.momentum = o.momentum();
+  c.nesterov = o.nesterov();
+  if (o.has_beta1()) c.beta1 = o.beta1();
+  if (o.has_beta2()) c.beta2 = o.beta2();
+  if (o.has_epsilon()) c.epsilon = o.epsilon();
+  c.weight_decay = o.weight_decay();
+  return c;
+}
+
+ScheduleConfig ToScheduleConfig(const config::Recipe& r, int64_t total_training_steps) {
+  ScheduleConfig s;
+  const auto& sc = r.schedule();
+  switch (sc.kind()) {
+    case config::STEP_DECAY: s.kind = ScheduleKind::kStepDecay; break;
+    case config::COSINE: s.kind = ScheduleKind::kCosine; break;
+    default: s.kind = ScheduleKind::kConstant; break;
+  }
+  s.base_lr = r.optimizer().learning_rate();
+  s.warmup_steps = sc.warmup_steps();
+  s.decay_steps = sc.decay_steps();
+  s.gamma = sc.gamma();
+  s.min_lr = sc.min_lr();
+  s.total_steps = sc.total_steps() > 0 ? sc.total_steps()
+                                       : std::max<int64_t>(1, total_training_steps - sc.warmup_steps());
+  return s;
+}
+
+LossKind ToLossKind(config::LossFunction loss) {
+  switch (loss) {
+    case config::MEAN_SQUARED_ERROR: return LossKind::kMeanSquaredError;
+    case config::BINARY_CROSSENTROPY_WITH_LOGITS: return LossKind::kBinaryCrossEntropyWithLogits;
+    default: return LossKind::kSoftmaxCrossEntropy;
+  }
+}
+
+}  // namespace lockstep

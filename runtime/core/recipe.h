@@ -1,0 +1,42 @@
+// Loading a recipe (protobuf text) with errors a user can act on: syntax and
+// type errors as file:line:column, semantic errors with the layer index and
+// its line. `--set a.b=value` overrides are applied through the same parser.
+// Thread-compatible.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "runtime/core/loss.h"
+#include "runtime/core/model.h"
+#include "runtime/core/optimizer.h"
+#include "runtime/core/proto/recipe.pb.h"
+
+namespace lockstep {
+
+struct LoadedRecipe {
+  config::Recipe recipe;
+  std::string path;
+  std::string text;  // the effective recipe (after overrides), in text format
+  std::vector<int> layer_lines;  // 1-based line of each model.layers entry (0 = unknown)
+};
+
+// Parses `path`, applies overrides ("training.epochs=3"), fills defaults and validates
+// everything that does not need the dataset.
+Result<LoadedRecipe> LoadRecipe(const std::string& path, const std::vector<std::string>& overrides = {});
+// Parses recipe text (for tests); `display_name` is used in messages.
+Result<LoadedRecipe> ParseRecipe(const std::string& text, const std::string& display_name,
+                                 const std::vector<std::string>& overrides = {});
+
+// Builds the model the recipe describes on `backend` for a per-sample input shape.
+Result<std::unique_ptr<Model>> BuildModel(const LoadedRecipe& recipe, Backend* backend,
+                                          const Shape& input_shape);
+
+OptimizerConfig ToOptimizerConfig(const config::Optimizer& o);
+// total_training_steps fills a cosine schedule's total_steps when the recipe leaves it 0.
+ScheduleConfig ToScheduleConfig(const config::Recipe& r, int64_t total_training_steps);
+LossKind ToLossKind(config::LossFunction loss);
+
+}  // namespace lockstep

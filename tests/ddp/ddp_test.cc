@@ -1,0 +1,136 @@
+// Data-parallel equivalence and failure behaviour with real processes under real
+// mpirun: world sizes 1..4 give the parameters of the single-rank run (global
+// batch 48, 10 steps) to <= 1e-5 relative, for the MLP and the CNN, with and
+// without gradient accumulation and ZeRO-1; a hung collective ends every rank
+// within the deadline plus a few seconds; different recipes fail on every rank.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <vector>
+
+#include "tests/ddp/subprocess.h"
+
+namespace lockstep {
+namespace {
+
+using testing::Mpirun;
+using testing::RunCommand;
+
+std::string Probe() { return std::string(LOCKSTEP_TEST_BINARY_DIR) + "/tests/ddp_probe"; }
+std::string Recipes() { return std::string(LOCKSTEP_TEST_SOURCE_DIR) + "/tests/ddp/"; }
+
+bool HaveDataset() {
+  struct stat st {};
+  return stat("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz", &st) == 0;
+}
+
+std::vector<float> ReadFloats(const std::string& path) {
+  std::ifstream f(path, std::ios::binary | std::ios::ate);
+  std::vector<float> v(static_cast<size_t>(f.tellg()) / sizeof(float));
+  f.seekg(0);
+  f.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(v.size() * sizeof(float)));
+  return v;
+}
+
+// Runs the probe on `ranks` ranks and returns rank 0's parameters.
+std::vector<float> Train(const std::string& recipe, int ranks, const std::string& sets) {
+  std::string out = ::testing::TempDir() + "/ddp_" + recipe + "_" + std::to_string(ranks) + "_" +
+                    std::to_string(std::hash<std::string>()(sets)) + ".bin";
+  std::remove(out.c_str());
+  std::string cmd = (ranks > 1 ? Mpirun(ranks) : std::string()) + Probe() + " --config " + Recipes() + recipe +
+                    " --steps 10 --out " + out + " " + sets;
+  auto r = RunCommand(cmd, 300);
+  EXPECT_EQ(r.exit_code, 0) << cmd << "\n" << r.output;
+  return ReadFloats(out);
+}
+
+// max |a - b| / max |b|: relative to the parameters' own scale.
+double MaxRelativeDifference(const std::vector<float>& a, const std::vector<float>& b) {
+  double diff = 0, scale = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff = std::max(diff, std::fabs(static_cast<double>(a[i]) - b[i]));
+    scale = std::max(scale, std::fabs(static_cast<double>(b[i])));
+  }
+  return diff / std::max(scale, 1e-30);
+}
+
+struct Variant {
+  const char* name;
+  const char* recipe;
+  const char* sets;
+};
+
+class DdpEquivalence : public ::testing::TestWithParam<Variant> {};
+
+TEST_P(DdpEquivalence, WorldSizesOneToFourMatchTheSingleRankRun) {
+  if (!HaveDataset()) GTEST_SKIP() << "Fashion-MNIST not installed";
+  const Variant& v = GetParam();
+  std::vector<float> reference = Train(v.recipe, 1, "");
+  ASSERT_FALSE(reference.empty());
+  for (int ranks = 1; ranks <= 4; ++ranks) {
+    std::vector<float> got = Train(v.recipe, ranks, v.sets);
+    ASSERT_EQ(got.size(), reference.size()) << ranks << " ranks";
+    double rel = MaxRelativeDifference(got, reference);
+    EXPECT_LE(rel, 1e-5) << v.name << " with " << ranks << " ranks";
+    std::printf("[ddp] %s ranks=%d max relative difference %.3g\n", v.name, ranks, rel);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Models, DdpEquivalence,
+    ::testing::Values(Variant{"mlp", "mlp48.pbtxt", ""},
+                      Variant{"mlp_accumulate2", "mlp48.pbtxt", "--set distributed.gradient_accumulation_steps=2"},
+                      Variant{"mlp_zero1", "mlp48.pbtxt", "--set distributed.zero_stage=1"},
+                      Variant{"mlp_overlap_small_buckets", "mlp48.pbtxt",
+                              "--set distributed.overlap=true --set distributed.bucket_size_mb=0.05"},
+                      Variant{"cnn", "cnn48.pbtxt", ""},
+                      Variant{"cnn_accumulate2_zero1", "cnn48.pbtxt",
+                              "--set distributed.gradient_accumulation_steps=2 --set distributed.zero_stage=1"}),
+    [](const ::testing::TestParamInfo<Variant>& i) { return std::string(i.param.name); });
+
+TEST(DdpFailure, HungBucketEndsEveryRankWithADiagnostic) {
+  if (!HaveDataset()) GTEST_SKIP() << "Fashion-MNIST not installed";
+  const int deadline = 4;
+  std::string cmd = "LOCKSTEP_FAULT_INJECT=rank=1,op=allreduce,index=3,action=hang " + Mpirun(3) + " -x LOCKSTEP_FAULT_INJECT " +
+                    Probe() + " --config " + Recipes() + "mlp48.pbtxt --steps 5 --set distributed.overlap=true" +
+                    " --set distributed.bucket_size_mb=0.02 --set distributed.collective_timeout_seconds=" +
+                    std::to_string(deadline);
+  auto r = RunCommand(cmd, 120);
+  EXPECT_EQ(r.exit_code, 5) << "the documented peer-timeout exit code\n" << r.output;
+  EXPECT_LT(r.seconds, deadline + 25.0) << "bounded by the deadline plus start-up, not hung";
+  // The third all-reduce of step 0 is its third gradient bucket (bucket 2).
+  EXPECT_NE(r.output.find("allreduce 'gradient bucket' step 0 bucket 2"), std::string::npos) << r.output;
+  // Every surviving rank reports for itself.
+  for (const char* rank : {"rank 0/3", "rank 2/3"}) {
+    std::string expect = "within " + std::to_string(deadline * 1000) + " ms on " + rank;
+    EXPECT_NE(r.output.find(expect), std::string::npos) << expect << "\n" << r.output;
+  }
+  EXPECT_NE(r.output.find("did not arrive at collective"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(": [1] of 3"), std::string::npos) << "names rank 1 as missing\n" << r.output;
+  EXPECT_NE(r.output.find("did not arrive at collective"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("DEADLINE_EXCEEDED"), std::string::npos) << r.output;
+}
+
+TEST(DdpFailure, DifferentRecipesFailOnEveryRank) {
+  if (!HaveDataset()) GTEST_SKIP() << "Fashion-MNIST not installed";
+  // Rank 1 gets another hidden width: every rank must say so and exit, none may hang.
+  std::string script = ::testing::TempDir() + "/ddp_different_recipes.sh";
+  {
+    std::ofstream s(script);
+    s << "#!/bin/sh\nif [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then extra=\"--set training.seed=99\"; fi\n"
+      << "exec " << Probe() << " --config " << Recipes() << "mlp48.pbtxt --steps 2 $extra\n";
+  }
+  chmod(script.c_str(), 0755);
+  auto r = RunCommand(Mpirun(2) + script, 120);
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("different recipe"), std::string::npos) << r.output;
+  // Both ranks report (each names the other).
+  EXPECT_NE(r.output.find("rank(s) 1 were given a different recipe than rank 0"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("rank(s) 0 were given a different recipe than rank 1"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace lockstep

@@ -1,0 +1,230 @@
+// Conv2d (im2col + GEMM) against direct double-precision loops, adjoint loops
+// for both gradients, and a finite-difference check of L = sum(y * r).
+#include "kernels/cpu/conv.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tests/kernels/kernels_test_util.h"
+
+namespace lockstep::kernels::cpu {
+namespace {
+
+using testing::MaxRelError;
+using testing::TestRng;
+
+Conv2dShape MakeShape(int64_t n, int64_t h, int64_t w, int64_t cin, int64_t cout, int64_t kh,
+                      int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
+  Conv2dShape s;
+  s.batch = n;
+  s.in_h = h;
+  s.in_w = w;
+  s.in_c = cin;
+  s.out_c = cout;
+  s.kernel_h = kh;
+  s.kernel_w = kw;
+  s.stride_h = sh;
+  s.stride_w = sw;
+  s.pad_h = ph;
+  s.pad_w = pw;
+  return s;
+}
+
+std::string Describe(const Conv2dShape& s) {
+  std::ostringstream os;
+  os << "N" << s.batch << " " << s.in_h << "x" << s.in_w << "x" << s.in_c << " -> " << s.out_c
+     << " k" << s.kernel_h << "x" << s.kernel_w << " s" << s.stride_h << "x" << s.stride_w << " p"
+     << s.pad_h << "x" << s.pad_w;
+  return os.str();
+}
+
+// Shapes covering stride 2, padding, non-square kernels, channels > 1, batch > 1 and
+// the 1x1 fast path.
+std::vector<Conv2dShape> TestShapes() {
+  return {
+      MakeShape(2, 5, 6, 3, 4, 3, 3, 1, 1, 1, 1),
+      MakeShape(3, 7, 7, 2, 5, 3, 2, 2, 2, 1, 1),
+      MakeShape(1, 9, 8, 1, 2, 2, 3, 2, 1, 0, 1),
+      MakeShape(2, 6, 5, 4, 3, 1, 1, 1, 1, 0, 0),
+      MakeShape(2, 6, 5, 4, 3, 1, 1, 2, 2, 0, 0),
+      MakeShape(2, 13, 13, 8, 16, 3, 3, 1, 1, 0, 0),
+      MakeShape(1, 4, 4, 2, 3, 5, 5, 1, 1, 2, 2),  // kernel wider than the input interior
+  };
+}
+
+// Calls f(n, oh, ow, kh, kw, x_index_or_-1) for every output pixel and tap.
+template <typename F>
+void ForEachTap(const Conv2dShape& s, F f) {
+  for (int64_t n = 0; n < s.batch; ++n)
+    for (int64_t oh = 0; oh < s.out_h(); ++oh)
+      for (int64_t ow = 0; ow < s.out_w(); ++ow)
+        for (int64_t kh = 0; kh < s.kernel_h; ++kh)
+          for (int64_t kw = 0; kw < s.kernel_w; ++kw) {
+            const int64_t ih = oh * s.stride_h - s.pad_h + kh;
+            const int64_t iw = ow * s.stride_w - s.pad_w + kw;
+            if (ih < 0 || ih >= s.in_h || iw < 0 || iw >= s.in_w) continue;
+            const int64_t y_base = ((n * s.out_h() + oh) * s.out_w() + ow) * s.out_c;
+            const int64_t x_base = ((n * s.in_h + ih) * s.in_w + iw) * s.in_c;
+            const int64_t w_base = (kh * s.kernel_w + kw) * s.in_c * s.out_c;
+            f(y_base, x_base, w_base);
+          }
+}
+
+std::vector<double> NaiveForward(const Conv2dShape& s, const std::vector<float>& x,
+                                 const std::vector<float>& w) {
+  std::vector<double> y(s.col_rows() * s.out_c, 0.0);
+  ForEachTap(s, [&](int64_t yb, int64_t xb, int64_t wb) {
+    for (int64_t ci = 0; ci < s.in_c; ++ci)
+      for (int64_t co = 0; co < s.out_c; ++co)
+        y[yb + co] += static_cast<double>(x[xb + ci]) * w[wb + ci * s.out_c + co];
+  });
+  return y;
+}
+
+std::vector<double> NaiveBackwardData(const Conv2dShape& s, const std::vector<float>& dy,
+                                      const std::vector<float>& w) {
+  std::vector<double> dx(s.batch * s.in_h * s.in_w * s.in_c, 0.0);
+  ForEachTap(s, [&](int64_t yb, int64_t xb, int64_t wb) {
+    for (int64_t ci = 0; ci < s.in_c; ++ci)
+      for (int64_t co = 0; co < s.out_c; ++co)
+        dx[xb + ci] += static_cast<double>(dy[yb + co]) * w[wb + ci * s.out_c + co];
+  });
+  return dx;
+}
+
+std::vector<double> NaiveBackwardFilter(const Conv2dShape& s, const std::vector<float>& x,
+                                        const std::vector<float>& dy) {
+  std::vector<double> dw(s.col_cols() * s.out_c, 0.0);
+  ForEachTap(s, [&](int64_t yb, int64_t xb, int64_t wb) {
+    for (int64_t ci = 0; ci < s.in_c; ++ci)
+      for (int64_t co = 0; co < s.out_c; ++co)
+        dw[wb + ci * s.out_c + co] += static_cast<double>(x[xb + ci]) * dy[yb + co];
+  });
+  return dw;
+}
+
+struct ConvData {
+  std::vector<float> x, w, dy, ws;
+};
+
+ConvData MakeData(const Conv2dShape& s, uint32_t seed) {
+  TestRng rng(seed);
+  ConvData d;
+  d.x = rng.Vector(s.batch * s.in_h * s.in_w * s.in_c);
+  d.w = rng.Vector(s.col_cols() * s.out_c);
+  d.dy = rng.Vector(s.col_rows() * s.out_c);
+  d.ws.assign(Conv2dWorkspaceFloats(s), 0.0f);
+  return d;
+}
+
+TEST(CpuConv2dTest, ForwardMatchesDirectConvolution) {
+  for (const Conv2dShape& s : TestShapes()) {
+    ConvData d = MakeData(s, 11);
+    std::vector<float> y(s.col_rows() * s.out_c, NAN);
+    Conv2dForward(s, d.x.data(), d.w.data(), y.data(), d.ws.data());
+    EXPECT_LT(MaxRelError(y, NaiveForward(s, d.x, d.w)), 1e-5) << Describe(s);
+  }
+}
+
+TEST(CpuConv2dTest, BackwardDataMatchesAdjointLoop) {
+  for (const Conv2dShape& s : TestShapes()) {
+    ConvData d = MakeData(s, 12);
+    std::vector<float> dx(d.x.size(), NAN);  // must be overwritten
+    Conv2dBackwardData(s, d.dy.data(), d.w.data(), dx.data(), d.ws.data());
+    EXPECT_LT(MaxRelError(dx, NaiveBackwardData(s, d.dy, d.w)), 1e-5) << Describe(s);
+  }
+}
+
+TEST(CpuConv2dTest, BackwardFilterMatchesAdjointLoop) {
+  for (const Conv2dShape& s : TestShapes()) {
+    ConvData d = MakeData(s, 13);
+    std::vector<float> dw(d.w.size(), NAN);  // beta 0 must overwrite
+    Conv2dBackwardFilter(s, d.x.data(), d.dy.data(), 0.0f, dw.data(), d.ws.data());
+    EXPECT_LT(MaxRelError(dw, NaiveBackwardFilter(s, d.x, d.dy)), 1e-5) << Describe(s);
+  }
+}
+
+TEST(CpuConv2dTest, BackwardFilterBetaOneAccumulates) {
+  for (const Conv2dShape& s : TestShapes()) {
+    ConvData d = MakeData(s, 14);
+    TestRng rng(99);
+    std::vector<float> dw = rng.Vector(d.w.size());
+    std::vector<double> ref = NaiveBackwardFilter(s, d.x, d.dy);
+    for (size_t i = 0; i < ref.size(); ++i) ref[i] += dw[i];
+    Conv2dBackwardFilter(s, d.x.data(), d.dy.data(), 1.0f, dw.data(), d.ws.data());
+    EXPECT_LT(MaxRelError(dw, ref), 1e-5) << Describe(s);
+  }
+}
+
+// L = sum(y * r): dL/dx = BackwardData(r), dL/dw = BackwardFilter(r). L is linear in
+// each input, so a large central step has no truncation error, only rounding.
+TEST(CpuConv2dTest, GradientsMatchFiniteDifferences) {
+  for (const Conv2dShape& s : TestShapes()) {
+    ConvData d = MakeData(s, 15);
+    const std::vector<float>& r = d.dy;
+    auto loss = [&](const std::vector<float>& x, const std::vector<float>& w) {
+      std::vector<float> y(s.col_rows() * s.out_c);
+      std::vector<float> ws(Conv2dWorkspaceFloats(s));
+      Conv2dForward(s, x.data(), w.data(), y.data(), ws.data());
+      double l = 0.0;
+      for (size_t i = 0; i < y.size(); ++i) l += static_cast<double>(y[i]) * r[i];
+      return l;
+    };
+    std::vector<float> dx(d.x.size()), dw(d.w.size());
+    Conv2dBackwardData(s, r.data(), d.w.data(), dx.data(), d.ws.data());
+    Conv2dBackwardFilter(s, d.x.data(), r.data(), 0.0f, dw.data(), d.ws.data());
+    const float h = 0.5f;
+    TestRng pick(7);
+    for (int trial = 0; trial < 6; ++trial) {
+      const size_t i = pick.Next() % d.x.size();
+      std::vector<float> xp = d.x, xm = d.x;
+      xp[i] += h;
+      xm[i] -= h;
+      const double fd = (loss(xp, d.w) - loss(xm, d.w)) / (2.0 * h);
+      EXPECT_NEAR(dx[i], fd, 1e-3 * std::max(1.0, std::fabs(fd))) << Describe(s) << " dx " << i;
+      const size_t j = pick.Next() % d.w.size();
+      std::vector<float> wp = d.w, wm = d.w;
+      wp[j] += h;
+      wm[j] -= h;
+      const double fdw = (loss(d.x, wp) - loss(d.x, wm)) / (2.0 * h);
+      EXPECT_NEAR(dw[j], fdw, 1e-3 * std::max(1.0, std::fabs(fdw))) << Describe(s) << " dw " << j;
+    }
+  }
+}
+
+// A per-sample im2col above the workspace cap (16 Mi floats) forces one GEMM per
+// sample; the results must still match the direct loops.
+TEST(CpuConv2dTest, LargeInputsAreChunkedAndStillCorrect) {
+  const Conv2dShape s = MakeShape(2, 120, 120, 128, 2, 3, 3, 1, 1, 1, 1);
+  ASSERT_LT(Conv2dWorkspaceFloats(s), static_cast<size_t>(s.col_rows() * s.col_cols()));
+  ConvData d = MakeData(s, 16);
+  std::vector<float> y(s.col_rows() * s.out_c), dx(d.x.size()), dw(d.w.size());
+  Conv2dForward(s, d.x.data(), d.w.data(), y.data(), d.ws.data());
+  // Float sums over K = 1152 (and 28800 for dw) terms: tolerance scaled accordingly.
+  EXPECT_LT(MaxRelError(y, NaiveForward(s, d.x, d.w)), 1e-4);
+  Conv2dBackwardData(s, d.dy.data(), d.w.data(), dx.data(), d.ws.data());
+  EXPECT_LT(MaxRelError(dx, NaiveBackwardData(s, d.dy, d.w)), 1e-4);
+  Conv2dBackwardFilter(s, d.x.data(), d.dy.data(), 0.0f, dw.data(), d.ws.data());
+  EXPECT_LT(MaxRelError(dw, NaiveBackwardFilter(s, d.x, d.dy)), 1e-4);
+}
+
+TEST(CpuConv2dTest, PointwiseFastPathNeedsNoWorkspace) {
+  EXPECT_EQ(Conv2dWorkspaceFloats(MakeShape(4, 5, 5, 8, 8, 1, 1, 1, 1, 0, 0)), 0u);
+  EXPECT_GT(Conv2dWorkspaceFloats(MakeShape(4, 5, 5, 8, 8, 1, 1, 2, 2, 0, 0)), 0u);
+}
+
+TEST(CpuConv2dTest, ForwardIsBitwiseDeterministic) {
+  const Conv2dShape s = MakeShape(4, 13, 13, 32, 64, 3, 3, 1, 1, 0, 0);
+  ConvData d = MakeData(s, 17);
+  std::vector<float> y1(s.col_rows() * s.out_c), y2(y1.size());
+  Conv2dForward(s, d.x.data(), d.w.data(), y1.data(), d.ws.data());
+  Conv2dForward(s, d.x.data(), d.w.data(), y2.data(), d.ws.data());
+  EXPECT_EQ(y1, y2);
+}
+
+}  // namespace
+}  // namespace lockstep::kernels::cpu

@@ -1,0 +1,29 @@
+// Per-epoch metrics: one JSON object per line in RUN_DIR/metrics.jsonl, written
+// by rank 0 only. Appends (a resumed run continues the same file). Not thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "common/status.h"
+
+namespace lockstep {
+
+struct EpochMetrics {
+  int64_t epoch = 0;  // 1-based
+  int64_t step = 0;   // optimiser steps completed so far
+  double train_loss = 0, train_accuracy = 0;
+  double val_loss = 0, val_accuracy = 0;
+  double test_loss = 0, test_accuracy = 0;
+  double samples_per_sec = 0;  // training samples / training time of this epoch
+  double epoch_seconds = 0;
+  double wall_seconds = 0;     // since the run started
+  double peak_rss_mb = 0;
+  double learning_rate = 0;
+  int world_size = 1;
+};
+
+std::string ToJsonLine(const EpochMetrics& m);
+Status AppendMetrics(const std::string& path, const EpochMetrics& m);
+
+}  // namespace lockstep

@@ -1,0 +1,462 @@
+#include "training/trainer.h"
+
+#include <sys/stat.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <thread>
+
+#include "common/exit_codes.h"
+#include "common/log.h"
+#include "common/process_identity.h"
+#include "runtime/comm/fault_injecting_communicator.h"
+#include "runtime/comm/local_communicator.h"
+#include "runtime/comm/mpi_communicator.h"
+#include "common/sysinfo.h"
+#include "kernels/cpu/gemm.h"
+#include "training/progress.h"
+
+namespace lockstep {
+namespace {
+
+Status MakeDirs(const std::string& path) {
+  std::string partial;
+  for (size_t i = 0; i <= path.size(); ++i) {
+    if (i == path.size() || path[i] == '/') {
+      if (!partial.empty() && mkdir(partial.c_str(), 0755) != 0 && errno != EEXIST) {
+        return IoError("cannot create directory " + partial + ": " + std::strerror(errno));
+      }
+    }
+    if (i < path.size()) partial += path[i];
+  }
+  return Status::Ok();
+}
+
+// A stable 64-bit fingerprint of a string (FNV-1a): compared across ranks of one job.
+uint64_t Fnv1a64(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+std::string Fixed(double v, int digits) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.*f", digits, v);
+  return buf;
+}
+
+}  // namespace
+
+Trainer::~Trainer() = default;
+
+Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainOptions& options) {
+  std::unique_ptr<Trainer> t(new Trainer());
+  t->options_ = options;
+  LS_ASSIGN_OR_RETURN(t->world_, comm::DiscoverWorld());
+  t->rank_ = t->world_.rank;
+  t->world_size_ = t->world_.world_size;
+  if (t->world_size_ > 1) {
+    auto mpi = comm::MpiCommunicator::Create("world");
+    if (!mpi.ok()) return mpi.status().WithContext("cannot start MPI (" + t->world_.source + " launch)");
+    t->comm_ = std::move(mpi).value();
+  } else {
+    t->comm_ = std::make_unique<comm::LocalCommunicator>("world");
+  }
+  LS_ASSIGN_OR_RETURN(t->comm_, comm::MaybeWrapWithFaults(std::move(t->comm_)));
+  SetProcessRank(t->rank_, t->world_size_);
+  Status setup = t->SetUp();
+  Status agreed = t->AgreeAcrossRanks(setup);
+  if (agreed.code() == StatusCode::kDeadlineExceeded) t->AbortJob(agreed);
+  if (!agreed.ok() && t->world_size_ > 1) {
+    // Every rank knows the job cannot start. Each reports, then all pass a barrier,
+    // so no rank's exit lets mpirun kill a peer before it has said why.
+    LS_LOG(ERROR) << agreed.message();
+    Status barrier = t->comm_->BarrierSync({"start-up failure"});
+    if (!barrier.ok()) t->AbortJob(barrier);
+  }
+  LS_RETURN_IF_ERROR(agreed);
+  // Every rank starts from rank 0's parameters, whatever its own initialisation did.
+  Status sent = t->comm_->BroadcastSync(t->model_->params().raw(), t->model_->param_count(),
+                                        comm::DataType::kFloat32, 0, {"initial parameters"});
+  if (sent.code() == StatusCode::kDeadlineExceeded) t->AbortJob(sent);
+  LS_RETURN_IF_ERROR(sent);
+  if (!options.run_dir.empty() && t->rank_ == 0) {
+    std::ofstream(options.run_dir + "/recipe.pbtxt") << t->recipe_.text;
+  }
+  return t;
+}
+
+Status Trainer::SetUp() {
+  if (!options_.recipe_path.empty()) {
+    LS_ASSIGN_OR_RETURN(recipe_, LoadRecipe(options_.recipe_path, options_.overrides));
+  } else {
+    LS_ASSIGN_OR_RETURN(recipe_, ParseRecipe(options_.recipe_text, "<recipe>", options_.overrides));
+  }
+  const config::Recipe& r = recipe_.recipe;
+  deadline_ = std::chrono::milliseconds(
+      static_cast<int64_t>(r.distributed().collective_timeout_seconds() * 1000.0));
+  comm_->set_default_deadline(deadline_);
+
+  // Compute threads: the node's cores shared among the ranks on it, so the BLAS
+  // threads of several ranks never oversubscribe the node.
+  int threads = r.training().threads();
+  if (threads == 0) threads = std::max(1, OnlineCores() / std::max(1, world_.local_size));
+  kernels::cpu::SetBlasThreads(threads);
+
+  backend_ = CreateCpuBackend();
+  std::string dir = options_.dataset_dir_override.empty() ? r.data().path() : options_.dataset_dir_override;
+  if (dir.empty()) dir = data::kFashionMnistDefaultDir;
+  LS_ASSIGN_OR_RETURN(dataset_, data::LoadFashionMnist(dir, r.data().validation_samples()));
+
+  const data::ImageDataset& train = dataset_.train;
+  Shape input_shape(r.model().input_shape().begin(), r.model().input_shape().end());
+  Shape data_shape = {train.height, train.width, train.channels};
+  if (input_shape.empty()) input_shape = data_shape;
+  if (NumElements(input_shape) != NumElements(data_shape)) {
+    return InvalidArgumentError(recipe_.path + ": model.input_shape " + ShapeToString(input_shape) +
+                                " does not hold a dataset sample of shape " + ShapeToString(data_shape));
+  }
+  LS_ASSIGN_OR_RETURN(model_, BuildModel(recipe_, backend_.get(), input_shape));
+  model_->InitializeParameters(r.training().seed());
+  loss_kind_ = ToLossKind(r.loss());
+
+  accumulation_ = std::max(1, r.distributed().gradient_accumulation_steps());
+  LS_ASSIGN_OR_RETURN(data::MicroBatchPlan plan,
+                      data::DistributedSampler::Plan(r.training().global_batch_size(), world_size_, accumulation_));
+  micro_batch_ = plan.micro_batch;
+  data::SamplerOptions so;
+  data::IndexRange train_range = dataset_.TrainRange();
+  so.range_begin = train_range.begin;
+  so.range_end = train_range.end;
+  so.global_batch = r.training().global_batch_size();
+  so.seed = r.training().seed();
+  so.shuffle = true;
+  so.drop_last = r.training().drop_last();
+  sampler_ = std::make_unique<data::DistributedSampler>(so);
+  if (sampler_->StepsPerEpoch() == 0) {
+    return InvalidArgumentError(recipe_.path + ": training.global_batch_size " + std::to_string(so.global_batch) +
+                                " is larger than the " + std::to_string(so.range_end - so.range_begin) +
+                                " training samples");
+  }
+  int64_t epoch_steps = sampler_->StepsPerEpoch() * std::max<int64_t>(r.training().epochs(), 0);
+  total_steps_ = r.training().max_steps() > 0
+                     ? (epoch_steps > 0 ? std::min(epoch_steps, r.training().max_steps()) : r.training().max_steps())
+                     : epoch_steps;
+  schedule_ = ToScheduleConfig(r, total_steps_);
+  LS_RETURN_IF_ERROR(ValidateSchedule(schedule_).WithContext(recipe_.path));
+
+  // ZeRO-1: this rank's optimiser covers only its partition of the arena.
+  zero_stage_ = r.distributed().zero_stage();
+  int64_t n = model_->param_count();
+  partition_ = PartitionCounts(n, world_size_);
+  int64_t begin = 0, end = n;
+  if (zero_stage_ == 1) {
+    std::vector<int64_t> offsets = comm::BlockOffsets(partition_);
+    begin = offsets[static_cast<size_t>(rank_)];
+    end = offsets[static_cast<size_t>(rank_) + 1];
+  }
+  LS_ASSIGN_OR_RETURN(optimizer_, Optimizer::Create(backend_.get(), ToOptimizerConfig(r.optimizer()), begin, end));
+
+  ReducerOptions ro;
+  ro.bucket_elements = std::max<int64_t>(1, static_cast<int64_t>(r.distributed().bucket_size_mb() * (1 << 20) / 4));
+  // On CPU ranks the all-reduce is CPU work on the same cores as backward, so
+  // overlapping it measured slower here (ENVIRONMENT.md); default to serial.
+  ro.overlap = r.distributed().has_overlap() ? r.distributed().overlap() : false;
+  ro.deadline = deadline_;
+  reducer_ = std::make_unique<GradientReducer>(comm_.get(), model_->grads().data<float>(), n, ro);
+
+  int64_t sample_elems = NumElements(input_shape);
+  Shape in = input_shape;
+  in.insert(in.begin(), micro_batch_);
+  input_ = Tensor::Empty(*backend_, in, DType::kFloat32);
+  labels_ = Tensor::Empty(*backend_, {micro_batch_}, DType::kInt32);
+  Shape out = model_->output_shape();
+  out.insert(out.begin(), micro_batch_);
+  doutput_ = Tensor::Empty(*backend_, out, DType::kFloat32);
+  host_images_.resize(static_cast<size_t>(micro_batch_ * sample_elems));
+  host_labels_.resize(static_cast<size_t>(micro_batch_));
+
+  if (!options_.run_dir.empty() && rank_ == 0) LS_RETURN_IF_ERROR(MakeDirs(options_.run_dir));
+  return Status::Ok();
+}
+
+Status Trainer::AgreeAcrossRanks(const Status& local) {
+  // [setup ok, recipe hash, architecture hash] from every rank.
+  int64_t mine[3] = {local.ok() ? 1 : 0, 0, 0};
+  if (local.ok()) {
+    mine[1] = static_cast<int64_t>(Fnv1a64(recipe_.text));
+    mine[2] = static_cast<int64_t>(Fnv1a64(model_->Fingerprint()));
+  }
+  std::vector<int64_t> all(static_cast<size_t>(3 * world_size_));
+  LS_RETURN_IF_ERROR(comm_->AllGatherSync(mine, all.data(), 3, comm::DataType::kInt64, {"start-up consistency check"}));
+  if (!local.ok()) return local;
+  std::string failed, model_differs, recipe_differs;
+  for (int r = 0; r < world_size_; ++r) {
+    const int64_t* theirs = &all[static_cast<size_t>(3 * r)];
+    if (theirs[0] == 0) {
+      failed += (failed.empty() ? "" : ", ") + std::to_string(r);
+    } else if (theirs[2] != mine[2]) {
+      model_differs += (model_differs.empty() ? "" : ", ") + std::to_string(r);
+    } else if (theirs[1] != mine[1]) {
+      recipe_differs += (recipe_differs.empty() ? "" : ", ") + std::to_string(r);
+    }
+  }
+  if (!failed.empty()) {
+    return FailedPreconditionError("rank(s) " + failed + " failed to set up (their own log says why); rank " +
+                                   std::to_string(rank_) + " stops too");
+  }
+  if (!model_differs.empty()) {
+    return InvalidArgumentError("rank(s) " + model_differs + " built a different model than rank " +
+                                std::to_string(rank_) + " (architecture or parameter shapes differ): every rank "
+                                "must be given the same recipe");
+  }
+  if (!recipe_differs.empty()) {
+    return InvalidArgumentError("rank(s) " + recipe_differs + " were given a different recipe than rank " +
+                                std::to_string(rank_) + " (same architecture, other settings): every rank must be "
+                                "given the same recipe and overrides");
+  }
+  return Status::Ok();
+}
+
+void Trainer::AbortJob(const Status& status) {
+  std::fprintf(stderr, "[%s] lockstep: %s\n", ProcessDescription().c_str(), status.ToString().c_str());
+  std::fflush(stderr);
+  // Every rank blocked on the same collective reaches its deadline at about the same
+  // time; give them a moment to report before MPI_Abort takes the job down.
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  comm_->Abort(status.message(), ExitCodeFor(status));
+  std::abort();  // Abort does not return
+}
+
+int64_t Trainer::optimizer_state_bytes() {
+  int64_t bytes = 0;
+  for (auto& b : optimizer_->state()) bytes += static_cast<int64_t>(b.tensor.nbytes());
+  return bytes;
+}
+
+float Trainer::LearningRate() const { return LearningRateAt(schedule_, global_step_); }
+
+Result<LossValue> Trainer::Step(int64_t epoch, int64_t step_in_epoch, int64_t* samples) {
+  std::vector<int64_t> global = sampler_->GlobalBatch(epoch, step_in_epoch);
+  *samples = static_cast<int64_t>(global.size());
+  const float grad_scale = 1.0f / static_cast<float>(global.size());
+  const config::Recipe& r = recipe_.recipe;
+  double local[2] = {0, 0};  // loss sum, correct
+  bool grads_written = false;
+  for (int micro = 0; micro < accumulation_; ++micro) {
+    data::RankSliceInfo slice = sampler_->RankSlice(global, rank_, world_size_, accumulation_, micro);
+    const std::vector<int64_t>& mine = slice.indices;
+    int64_t n = static_cast<int64_t>(mine.size());
+    bool last_micro = micro + 1 == accumulation_;
+    if (last_micro && zero_stage_ == 0) reducer_->BeginStep(global_step_);
+    if (n == 0) continue;
+    StepContext ctx;
+    ctx.backend = backend_.get();
+    ctx.training = true;
+    ctx.grad_beta = grads_written ? 1.0f : 0.0f;
+    ctx.seed = r.training().seed();
+    ctx.step = static_cast<uint64_t>(global_step_);
+    // Dropout masks are keyed by the sample's position in the global batch, so they
+    // are the same whichever rank (and world size) processes the sample.
+    ctx.first_global_row = slice.first_position;
+    data::GatherBatch(dataset_.train, mine.data(), n, host_images_.data(), host_labels_.data());
+    Shape s = input_.shape();
+    s[0] = n;
+    Tensor x = input_.Subview(0, s);
+    Tensor y = labels_.Subview(0, {n});
+    backend_->CopyFromHost(x.raw(), host_images_.data(), x.nbytes());
+    backend_->CopyFromHost(y.raw(), host_labels_.data(), y.nbytes());
+    Tensor out = model_->Forward(ctx, x);
+    Tensor dout = doutput_.Subview(0, out.shape());
+    LossValue v = ComputeLoss(*backend_, loss_kind_, out, y, grad_scale, &dout);
+    local[0] += v.sum;
+    local[1] += static_cast<double>(v.correct);
+    if (last_micro && zero_stage_ == 0) {
+      model_->Backward(ctx, dout, [this](int64_t prefix) { reducer_->OnGradsReady(prefix); });
+    } else {
+      model_->Backward(ctx, dout);
+    }
+    grads_written = true;
+  }
+  if (!grads_written) {
+    // This rank had no samples (a final partial batch): contribute zeros.
+    backend_->ZeroBytes(model_->grads().raw(), model_->grads().nbytes());
+  }
+  Status synced = SynchronizeAndUpdate();
+  // Global loss and accuracy for rank 0's log.
+  if (synced.ok()) {
+    synced = comm_->AllReduceSync(local, 2, comm::DataType::kFloat64, comm::ReduceOp::kSum,
+                                  {"step metrics", global_step_});
+  }
+  if (synced.code() == StatusCode::kDeadlineExceeded) AbortJob(synced);
+  LS_RETURN_IF_ERROR(synced);
+  ++global_step_;
+  LossValue total;
+  total.sum = local[0];
+  total.correct = static_cast<int64_t>(local[1]);
+  return total;
+}
+
+Status Trainer::SynchronizeAndUpdate() {
+  float* grads = model_->grads().data<float>();
+  float* params = model_->params().data<float>();
+  const int64_t n = model_->param_count();
+  const float clip = recipe_.recipe.optimizer().clip_global_norm();
+  if (zero_stage_ == 0) {
+    LS_RETURN_IF_ERROR(reducer_->Finish());
+    if (clip > 0) {
+      double norm = std::sqrt(backend_->SumOfSquares(grads, n));
+      if (norm > clip) backend_->Scale(grads, n, static_cast<float>(clip / norm));
+    }
+    optimizer_->Step(LearningRate(), params, grads);
+    return Status::Ok();
+  }
+  // ZeRO-1: each rank receives the reduced gradients of its own partition (in place),
+  // updates that partition, then every rank gathers everyone's parameters.
+  const int64_t begin = optimizer_->begin(), end = optimizer_->end();
+  LS_RETURN_IF_ERROR(comm_->ReduceScatterSync(grads, grads + begin, partition_, comm::DataType::kFloat32,
+                                              comm::ReduceOp::kSum, {"zero1 gradient reduce-scatter", global_step_}));
+  if (clip > 0) {
+    double sq = backend_->SumOfSquares(grads + begin, end - begin);
+    LS_RETURN_IF_ERROR(comm_->AllReduceSync(&sq, 1, comm::DataType::kFloat64, comm::ReduceOp::kSum,
+                                            {"gradient norm", global_step_}));
+    double norm = std::sqrt(sq);
+    if (norm > clip) backend_->Scale(grads + begin, end - begin, static_cast<float>(clip / norm));
+  }
+  optimizer_->Step(LearningRate(), params, grads);
+  return comm_->AllGatherVSync(params + begin, params, partition_, comm::DataType::kFloat32,
+                               {"zero1 parameter all-gather", global_step_});
+}
+
+Status Trainer::TrainSteps(int64_t steps) {
+  int64_t per_epoch = sampler_->StepsPerEpoch();
+  for (int64_t i = 0; i < steps; ++i) {
+    int64_t samples = 0;
+    LS_ASSIGN_OR_RETURN(LossValue v, Step(global_step_ / per_epoch, global_step_ % per_epoch, &samples));
+    last_step_loss_ = samples ? v.sum / static_cast<double>(samples) : 0;
+    if (!std::isfinite(last_step_loss_)) {
+      return FailedPreconditionError("loss became " + std::to_string(last_step_loss_) + " at step " +
+                                     std::to_string(global_step_) + " (learning rate too high?)");
+    }
+  }
+  return Status::Ok();
+}
+
+Result<EvalResult> Trainer::Evaluate(const data::ImageDataset& ds, data::IndexRange range) {
+  data::IndexRange shard = data::DistributedSampler::EvalShard(range, rank_, world_size_);
+  int64_t batch = recipe_.recipe.training().eval_batch_size();
+  Shape in = model_->input_shape();
+  int64_t sample_elems = NumElements(in);
+  std::vector<float> images(static_cast<size_t>(batch * sample_elems));
+  std::vector<int32_t> labels(static_cast<size_t>(batch));
+  std::vector<int64_t> idx;
+  in.insert(in.begin(), batch);
+  Tensor x_all = Tensor::Empty(*backend_, in, DType::kFloat32);
+  Tensor y_all = Tensor::Empty(*backend_, {batch}, DType::kInt32);
+  double sums[2] = {0, 0};  // loss sum, correct
+  StepContext ctx;
+  ctx.backend = backend_.get();
+  ctx.training = false;
+  for (int64_t b = shard.begin; b < shard.end; b += batch) {
+    int64_t n = std::min(batch, shard.end - b);
+    idx.resize(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) idx[static_cast<size_t>(i)] = b + i;
+    data::GatherBatch(ds, idx.data(), n, images.data(), labels.data());
+    Shape s = x_all.shape();
+    s[0] = n;
+    Tensor x = x_all.Subview(0, s);
+    Tensor y = y_all.Subview(0, {n});
+    backend_->CopyFromHost(x.raw(), images.data(), x.nbytes());
+    backend_->CopyFromHost(y.raw(), labels.data(), y.nbytes());
+    Tensor out = model_->Forward(ctx, x);
+    LossValue v = ComputeLoss(*backend_, loss_kind_, out, y, 0.0f, nullptr);
+    sums[0] += v.sum;
+    sums[1] += static_cast<double>(v.correct);
+  }
+  Status reduced = comm_->AllReduceSync(sums, 2, comm::DataType::kFloat64, comm::ReduceOp::kSum, {"evaluation"});
+  if (reduced.code() == StatusCode::kDeadlineExceeded) AbortJob(reduced);
+  LS_RETURN_IF_ERROR(reduced);
+  EvalResult result;
+  result.samples = range.end - range.begin;
+  if (result.samples > 0) {
+    result.loss = sums[0] / static_cast<double>(result.samples);
+    result.accuracy = sums[1] / static_cast<double>(result.samples);
+  }
+  return result;
+}
+
+Result<EpochMetrics> Trainer::Run() {
+  const config::Recipe& r = recipe_.recipe;
+  bool leader = rank_ == 0;
+  ProgressReporter progress(leader && options_.show_progress, r.training().log_every_steps());
+  if (leader && options_.show_progress) {
+    progress.Line("lockstep: recipe " + recipe_.path + ", " + std::to_string(model_->param_count()) +
+                  " parameters, global batch " + std::to_string(r.training().global_batch_size()) +
+                  ", world size " + std::to_string(world_size_) + ", " +
+                  std::to_string(kernels::cpu::BlasThreads()) + " BLAS thread(s)");
+    progress.Line(model_->Summary());
+  }
+  const double run_start = NowSeconds();
+  const int64_t per_epoch = sampler_->StepsPerEpoch();
+  const int64_t epochs = (total_steps_ + per_epoch - 1) / per_epoch;
+  EpochMetrics m;
+  while (global_step_ < total_steps_) {
+    int64_t epoch = global_step_ / per_epoch;
+    int64_t first = global_step_ % per_epoch;
+    int64_t last = std::min(per_epoch, first + (total_steps_ - global_step_));
+    progress.StartEpoch(epoch + 1, epochs, last);
+    double epoch_start = NowSeconds();
+    double loss_sum = 0;
+    int64_t correct = 0, samples = 0;
+    float lr = LearningRate();
+    for (int64_t s = first; s < last; ++s) {
+      int64_t n = 0;
+      lr = LearningRate();
+      LS_ASSIGN_OR_RETURN(LossValue v, Step(epoch, s, &n));
+      loss_sum += v.sum;
+      correct += v.correct;
+      samples += n;
+      double mean = loss_sum / static_cast<double>(samples);
+      if (!std::isfinite(mean)) {
+        return FailedPreconditionError("training loss became non-finite at step " +
+                                       std::to_string(global_step_) + " (learning rate too high?)");
+      }
+      double elapsed = NowSeconds() - epoch_start;
+      progress.Update(s + 1, mean, static_cast<double>(correct) / static_cast<double>(samples),
+                      static_cast<double>(samples) / std::max(elapsed, 1e-9));
+    }
+    double train_seconds = NowSeconds() - epoch_start;
+    LS_ASSIGN_OR_RETURN(EvalResult val, Evaluate(dataset_.train, dataset_.ValidationRange()));
+    LS_ASSIGN_OR_RETURN(EvalResult test, Evaluate(dataset_.test, data::IndexRange{0, dataset_.test.count}));
+    m.epoch = epoch + 1;
+    m.step = global_step_;
+    m.train_loss = samples ? loss_sum / static_cast<double>(samples) : 0;
+    m.train_accuracy = samples ? static_cast<double>(correct) / static_cast<double>(samples) : 0;
+    m.val_loss = val.loss;
+    m.val_accuracy = val.accuracy;
+    m.test_loss = test.loss;
+    m.test_accuracy = test.accuracy;
+    m.samples_per_sec = static_cast<double>(samples) / std::max(train_seconds, 1e-9);
+    m.epoch_seconds = NowSeconds() - epoch_start;
+    m.wall_seconds = NowSeconds() - run_start;
+    m.peak_rss_mb = PeakRssMiB();
+    m.learning_rate = lr;
+    m.world_size = world_size_;
+    progress.EndEpoch("epoch " + std::to_string(m.epoch) + "/" + std::to_string(epochs) + ": loss " +
+                      Fixed(m.train_loss, 4) + " acc " + Fixed(m.train_accuracy, 4) + " | val loss " +
+                      Fixed(m.val_loss, 4) + " acc " + Fixed(m.val_accuracy, 4) + " | test loss " +
+                      Fixed(m.test_loss, 4) + " acc " + Fixed(m.test_accuracy, 4) + " | " +
+                      Fixed(m.samples_per_sec, 0) + " samples/s, " + Fixed(m.epoch_seconds, 1) +
+                      " s, peak RSS " + Fixed(m.peak_rss_mb, 0) + " MiB");
+    if (leader && !options_.run_dir.empty()) {
+      LS_RETURN_IF_ERROR(AppendMetrics(options_.run_dir + "/metrics.jsonl", m));
+    }
+  }
+  return m;
+}
+
+}  // namespace lockstep

@@ -1,0 +1,113 @@
+// The training loop: recipe -> data, model, optimiser, sampler -> epochs of
+// steps with per-epoch evaluation, progress output and metrics.jsonl.
+// Composes runtime (and, later, checkpoints); driven by `lockstep train`.
+// Not thread-safe: one Trainer per process, driven from the main thread.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "runtime/comm/communicator.h"
+#include "runtime/comm/world.h"
+#include "runtime/core/backend.h"
+#include "runtime/core/ddp.h"
+#include "runtime/core/model.h"
+#include "runtime/core/optimizer.h"
+#include "runtime/core/recipe.h"
+#include "runtime/data/fashion_mnist.h"
+#include "runtime/data/sampler.h"
+#include "training/metrics.h"
+
+namespace lockstep {
+
+struct TrainOptions {
+  std::string recipe_path;               // or recipe_text
+  std::string recipe_text;               // used when recipe_path is empty (tests)
+  std::vector<std::string> overrides;    // "training.epochs=3"
+  std::string run_dir;                   // empty: no files written
+  bool show_progress = true;             // rank 0 only
+  std::string dataset_dir_override;      // tests: another dataset directory
+};
+
+struct EvalResult {
+  double loss = 0;      // mean per sample
+  double accuracy = 0;
+  int64_t samples = 0;
+};
+
+class Trainer {
+ public:
+  static Result<std::unique_ptr<Trainer>> Create(const TrainOptions& options);
+  ~Trainer();
+
+  // Trains for the recipe's epochs (or until max_steps). Returns the last epoch's metrics.
+  Result<EpochMetrics> Run();
+  // Runs exactly `steps` optimiser steps from the current position (tests, benchmarks).
+  Status TrainSteps(int64_t steps);
+  // Evaluates on [begin, end) of `dataset`.
+  // Evaluates on [begin, end) of `dataset`, sharded over ranks and reduced: every rank
+  // gets exactly the single-rank result.
+  Result<EvalResult> Evaluate(const data::ImageDataset& dataset, data::IndexRange range);
+
+  Model& model() { return *model_; }
+  Optimizer& optimizer() { return *optimizer_; }
+  const LoadedRecipe& recipe() const { return recipe_; }
+  const data::FashionMnist& dataset() const { return dataset_; }
+  int64_t global_step() const { return global_step_; }
+  int64_t steps_per_epoch() const { return sampler_->StepsPerEpoch(); }
+  double last_step_loss() const { return last_step_loss_; }
+  int rank() const { return rank_; }
+  int world_size() const { return world_size_; }
+  comm::Communicator& communicator() { return *comm_; }
+  const ReducerStats& reducer_stats() const { return reducer_->stats(); }
+  void ResetReducerStats() { reducer_->ResetStats(); }
+  // Ends the whole job after a failure that leaves peers blocked (a missed deadline):
+  // prints the diagnostic, waits a short grace period so the other ranks can print
+  // theirs, then aborts the communicator with the documented exit code.
+  [[noreturn]] void AbortJob(const Status& status);
+  // Bytes of optimiser state this rank holds (ZeRO-1 divides it by the world size).
+  int64_t optimizer_state_bytes();
+
+ private:
+  Trainer() = default;
+  // Everything that can fail differently on different ranks (recipe, dataset, model).
+  Status SetUp();
+  // Every rank learns whether every rank set up, and whether all built the same model
+  // from the same recipe; a mismatch fails on every rank naming the ranks that differ.
+  Status AgreeAcrossRanks(const Status& local_setup);
+  // One optimiser step on the global batch (epoch, step_in_epoch). Returns the GLOBAL
+  // loss sum and correct count (reduced over ranks); *samples = global batch size.
+  Result<LossValue> Step(int64_t epoch, int64_t step_in_epoch, int64_t* samples);
+  Status SynchronizeAndUpdate();
+  float LearningRate() const;
+
+  TrainOptions options_;
+  LoadedRecipe recipe_;
+  std::unique_ptr<Backend> backend_;
+  data::FashionMnist dataset_;
+  std::unique_ptr<data::DistributedSampler> sampler_;
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<Optimizer> optimizer_;
+  ScheduleConfig schedule_;
+  LossKind loss_kind_ = LossKind::kSoftmaxCrossEntropy;
+  comm::WorldInfo world_;
+  std::unique_ptr<comm::Communicator> comm_;
+  std::unique_ptr<GradientReducer> reducer_;
+  int zero_stage_ = 0;
+  std::vector<int64_t> partition_;  // ZeRO-1: elements of the arena each rank owns
+  std::chrono::milliseconds deadline_{300'000};
+  int rank_ = 0;
+  int world_size_ = 1;
+  int accumulation_ = 1;
+  int64_t micro_batch_ = 0;
+  int64_t global_step_ = 0;
+  int64_t total_steps_ = 0;
+  double last_step_loss_ = 0;
+  Tensor input_, labels_, doutput_;
+  std::vector<float> host_images_;
+  std::vector<int32_t> host_labels_;
+};
+
+}  // namespace lockstep
