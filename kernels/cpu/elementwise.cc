@@ -41,6 +41,31 @@ void BiasBackward(const float* dy, int64_t rows, int64_t cols, float beta, float
   }
 }
 
+bool ActivationDerivativeFromOutput(Activation act) { return act != Activation::kGelu; }
+
+void BiasActivationForward(float* y, const float* bias, int64_t rows, int64_t cols, Activation act) {
+  LS_CHECK(ActivationDerivativeFromOutput(act)) << "BiasActivationForward cannot fuse GELU";
+  if (act == Activation::kRelu) {
+    for (int64_t r = 0; r < rows; ++r) {
+      float* row = y + r * cols;
+      if (bias) {
+        for (int64_t c = 0; c < cols; ++c) row[c] = std::max(row[c] + bias[c], 0.0f);
+      } else {
+        for (int64_t c = 0; c < cols; ++c) row[c] = std::max(row[c], 0.0f);
+      }
+    }
+    return;
+  }
+  // Rows stay in cache between the two passes.
+  for (int64_t r = 0; r < rows; ++r) {
+    float* row = y + r * cols;
+    if (bias) {
+      for (int64_t c = 0; c < cols; ++c) row[c] += bias[c];
+    }
+    if (act != Activation::kIdentity) ActivationForward(act, row, row, cols);
+  }
+}
+
 void ActivationForward(Activation act, const float* x, float* y, int64_t n) {
   switch (act) {
     case Activation::kIdentity:

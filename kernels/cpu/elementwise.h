@@ -8,6 +8,13 @@ namespace lockstep::kernels::cpu {
 
 enum class Activation { kIdentity, kRelu, kTanh, kSigmoid, kGelu };
 
+// y[r, c] = f(y[r, c] + bias[c]) in one pass; bias may be null. f must be one whose
+// derivative is a function of its output (identity, ReLU, Tanh, Sigmoid), so that
+// backward needs no pre-activation copy.
+void BiasActivationForward(float* y, const float* bias, int64_t rows, int64_t cols, Activation act);
+// True for activations BiasActivationForward accepts.
+bool ActivationDerivativeFromOutput(Activation act);
+
 // y[r, c] += bias[c] for a (rows x cols) row-major y.
 void BiasAdd(float* y, const float* bias, int64_t rows, int64_t cols);
 // dbias[c] = beta * dbias[c] + sum_r dy[r, c]. beta is 0 (overwrite) or 1 (accumulate).

@@ -46,6 +46,9 @@ class Backend {
                     const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
                     int64_t ldc) = 0;
   virtual void BiasAdd(float* y, const float* bias, int64_t rows, int64_t cols) = 0;
+  // y = act(y + bias) in one pass (bias may be null; act's derivative must follow from
+  // its output: identity, ReLU, Tanh, Sigmoid).
+  virtual void BiasActivation(float* y, const float* bias, int64_t rows, int64_t cols, Activation act) = 0;
   virtual void BiasBackward(const float* dy, int64_t rows, int64_t cols, float beta,
                             float* dbias) = 0;
   virtual void ActivationForward(Activation act, const float* x, float* y, int64_t n) = 0;

@@ -14,13 +14,13 @@ Status CheckSpatialInput(const char* kind, const Shape& in) {
 
 class Conv2dLayer final : public Layer {
  public:
-  explicit Conv2dLayer(const Conv2dOptions& o) : o_(o) {}
+  explicit Conv2dLayer(const Conv2dOptions& o) : o_(o), epilogue_(o.activation) {}
   std::string Kind() const override { return "conv2d"; }
   std::string Describe() const override {
     return "filters=" + std::to_string(o_.filters) + " kernel=" + std::to_string(o_.kernel_h) + "x" +
            std::to_string(o_.kernel_w) + " stride=" + std::to_string(o_.stride_h) + "x" +
            std::to_string(o_.stride_w) + " pad=" + std::to_string(o_.pad_h) + "x" +
-           std::to_string(o_.pad_w);
+           std::to_string(o_.pad_w) + epilogue_.Describe();
   }
   Result<Shape> Build(const Shape& in) override {
     LS_RETURN_IF_ERROR(CheckSpatialInput("conv2d", in));
@@ -67,12 +67,13 @@ class Conv2dLayer final : public Layer {
     Conv2dShape s = ShapeFor(batch);
     void* ws = workspace_.Get(*ctx.backend, ctx.backend->Conv2dWorkspaceBytes(s));
     ctx.backend->Conv2dForward(s, x, w_, y, ws);
-    if (o_.use_bias) ctx.backend->BiasAdd(y, b_, s.col_rows(), o_.filters);
+    epilogue_.Forward(*ctx.backend, y, o_.use_bias ? b_ : nullptr, s.col_rows(), o_.filters);
   }
-  void Backward(const StepContext& ctx, const float* x, const float*, const float* dy, float* dx,
+  void Backward(const StepContext& ctx, const float* x, const float* y, const float* dy_out, float* dx,
                 int64_t batch) override {
     Conv2dShape s = ShapeFor(batch);
     Backend& be = *ctx.backend;
+    const float* dy = epilogue_.Backward(be, y, dy_out, s.col_rows() * o_.filters);
     void* ws = workspace_.Get(be, be.Conv2dWorkspaceBytes(s));
     if (o_.use_bias) be.BiasBackward(dy, s.col_rows(), o_.filters, ctx.grad_beta, db_);
     be.Conv2dBackwardFilter(s, x, dy, ctx.grad_beta, dw_, ws);
@@ -90,6 +91,7 @@ class Conv2dLayer final : public Layer {
     return s;
   }
   Conv2dOptions o_;
+  FusedEpilogue epilogue_;
   Conv2dShape shape_;
   Scratch workspace_;
   float *w_ = nullptr, *dw_ = nullptr, *b_ = nullptr, *db_ = nullptr;
@@ -154,7 +156,10 @@ class MaxPool2dLayer final : public Layer {
 
 }  // namespace
 
-std::unique_ptr<Layer> MakeConv2d(const Conv2dOptions& o) { return std::make_unique<Conv2dLayer>(o); }
+std::unique_ptr<Layer> MakeConv2d(const Conv2dOptions& o) {
+  LS_CHECK(CanFuseActivation(o.activation)) << "conv2d cannot fuse " << ActivationName(o.activation);
+  return std::make_unique<Conv2dLayer>(o);
+}
 std::unique_ptr<Layer> MakeMaxPool2d(const Pool2dOptions& o) {
   return std::make_unique<MaxPool2dLayer>(o);
 }

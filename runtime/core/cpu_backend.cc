@@ -43,6 +43,9 @@ class CpuBackend final : public Backend {
   void BiasAdd(float* y, const float* bias, int64_t rows, int64_t cols) override {
     k::BiasAdd(y, bias, rows, cols);
   }
+  void BiasActivation(float* y, const float* bias, int64_t rows, int64_t cols, Activation act) override {
+    k::BiasActivationForward(y, bias, rows, cols, act);
+  }
   void BiasBackward(const float* dy, int64_t rows, int64_t cols, float beta,
                     float* dbias) override {
     k::BiasBackward(dy, rows, cols, beta, dbias);

@@ -86,9 +86,30 @@ class Scratch {
   Tensor buffer_;
 };
 
+// The bias + fused-activation epilogue shared by Dense and Conv2D: forward applies
+// act(y + bias) in place; backward turns dy into d(pre-activation) (in scratch when
+// the activation is not the identity) and returns the pointer to use.
+class FusedEpilogue {
+ public:
+  explicit FusedEpilogue(Activation act) : act_(act) {}
+  void Forward(Backend& backend, float* y, const float* bias, int64_t rows, int64_t cols);
+  const float* Backward(Backend& backend, const float* y, const float* dy, int64_t n);
+  Activation activation() const { return act_; }
+  std::string Describe() const;
+
+ private:
+  Activation act_;
+  Scratch dz_;
+};
+
 // ---- factories (layers.cc, conv_layers.cc) ----
+// `activation` is fused into the layer (one pass with the bias add; backward from the
+// output). Only activations whose derivative follows from the output can be fused
+// (identity, ReLU, Tanh, Sigmoid); use MakeActivation for GELU.
 std::unique_ptr<Layer> MakeDense(int64_t units, bool use_bias,
-                                 ParamInit init = ParamInit::kGlorotUniform);
+                                 ParamInit init = ParamInit::kGlorotUniform,
+                                 Activation activation = Activation::kIdentity);
+bool CanFuseActivation(Activation act);
 std::unique_ptr<Layer> MakeActivation(Activation act);
 std::unique_ptr<Layer> MakeFlatten();
 std::unique_ptr<Layer> MakeDropout(float rate);
@@ -100,6 +121,7 @@ struct Conv2dOptions {
   int64_t pad_h = 0, pad_w = 0;
   bool use_bias = true;
   ParamInit init = ParamInit::kGlorotUniform;
+  Activation activation = Activation::kIdentity;  // fused, see MakeDense
 };
 std::unique_ptr<Layer> MakeConv2d(const Conv2dOptions& options);
 

@@ -12,6 +12,23 @@ void* Scratch::Get(Backend& backend, size_t bytes) {
   return buffer_.raw();
 }
 
+bool CanFuseActivation(Activation act) { return act != Activation::kGelu; }
+
+void FusedEpilogue::Forward(Backend& backend, float* y, const float* bias, int64_t rows, int64_t cols) {
+  if (bias != nullptr || act_ != Activation::kIdentity) backend.BiasActivation(y, bias, rows, cols, act_);
+}
+
+const float* FusedEpilogue::Backward(Backend& backend, const float* y, const float* dy, int64_t n) {
+  if (act_ == Activation::kIdentity) return dy;
+  auto* dz = static_cast<float*>(dz_.Get(backend, sizeof(float) * static_cast<size_t>(n)));
+  backend.ActivationBackward(act_, y, y, dy, dz, n);  // derivative from the output only
+  return dz;
+}
+
+std::string FusedEpilogue::Describe() const {
+  return act_ == Activation::kIdentity ? "" : std::string(" ") + ActivationName(act_);
+}
+
 const char* ActivationName(Activation act) {
   switch (act) {
     case Activation::kIdentity: return "linear";
@@ -28,11 +45,11 @@ namespace {
 // y = x W + b with W (in, out) as Keras stores Dense kernels.
 class DenseLayer final : public Layer {
  public:
-  DenseLayer(int64_t units, bool use_bias, ParamInit init)
-      : units_(units), use_bias_(use_bias), init_(init) {}
+  DenseLayer(int64_t units, bool use_bias, ParamInit init, Activation act)
+      : units_(units), use_bias_(use_bias), init_(init), epilogue_(act) {}
   std::string Kind() const override { return "dense"; }
   std::string Describe() const override {
-    return "units=" + std::to_string(units_) + (use_bias_ ? "" : " no_bias");
+    return "units=" + std::to_string(units_) + (use_bias_ ? "" : " no_bias") + epilogue_.Describe();
   }
   Result<Shape> Build(const Shape& in) override {
     if (in.size() != 1) {
@@ -60,11 +77,12 @@ class DenseLayer final : public Layer {
   }
   void Forward(const StepContext& ctx, const float* x, float* y, int64_t batch) override {
     ctx.backend->Gemm(false, false, batch, units_, in_, 1.0f, x, in_, w_, units_, 0.0f, y, units_);
-    if (use_bias_) ctx.backend->BiasAdd(y, b_, batch, units_);
+    epilogue_.Forward(*ctx.backend, y, use_bias_ ? b_ : nullptr, batch, units_);
   }
-  void Backward(const StepContext& ctx, const float* x, const float*, const float* dy, float* dx,
+  void Backward(const StepContext& ctx, const float* x, const float* y, const float* dy_out, float* dx,
                 int64_t batch) override {
     Backend& be = *ctx.backend;
+    const float* dy = epilogue_.Backward(be, y, dy_out, batch * units_);
     be.Gemm(true, false, in_, units_, batch, 1.0f, x, in_, dy, units_, ctx.grad_beta, dw_, units_);
     if (use_bias_) be.BiasBackward(dy, batch, units_, ctx.grad_beta, db_);
     if (dx) be.Gemm(false, true, batch, in_, units_, 1.0f, dy, units_, w_, units_, 0.0f, dx, in_);
@@ -77,6 +95,7 @@ class DenseLayer final : public Layer {
   bool use_bias_;
   int64_t in_ = 0;
   ParamInit init_;
+  FusedEpilogue epilogue_;
   float *w_ = nullptr, *dw_ = nullptr, *b_ = nullptr, *db_ = nullptr;
 };
 
@@ -172,8 +191,9 @@ class DropoutLayer final : public Layer {
 
 }  // namespace
 
-std::unique_ptr<Layer> MakeDense(int64_t units, bool use_bias, ParamInit init) {
-  return std::make_unique<DenseLayer>(units, use_bias, init);
+std::unique_ptr<Layer> MakeDense(int64_t units, bool use_bias, ParamInit init, Activation act) {
+  LS_CHECK(CanFuseActivation(act)) << "dense cannot fuse " << ActivationName(act);
+  return std::make_unique<DenseLayer>(units, use_bias, init, act);
 }
 std::unique_ptr<Layer> MakeActivation(Activation act) { return std::make_unique<ActivationLayer>(act); }
 std::unique_ptr<Layer> MakeFlatten() { return std::make_unique<FlattenLayer>(); }

@@ -86,6 +86,10 @@ Activation ToActivation(config::Activation a) {
   }
 }
 
+// Activations fused into the Dense/Conv2D epilogue (softmax goes to the loss; GELU
+// needs its input for backward and stays a separate layer).
+bool Fusable(config::Activation a) { return a == config::RELU || a == config::TANH || a == config::SIGMOID; }
+
 ParamInit ToInit(config::Init init) {
   switch (init) {
     case config::HE_UNIFORM: return ParamInit::kHeUniform;
@@ -282,8 +286,10 @@ Result<std::unique_ptr<Model>> BuildModel(const LoadedRecipe& loaded, Backend* b
     config::Activation act = config::LINEAR;
     switch (l.kind_case()) {
       case config::Layer::kDense: {
-        LS_RETURN_IF_ERROR(add(MakeDense(l.dense().units(), !l.dense().no_bias(), init), i));
         act = l.dense().activation();
+        Activation fused = Fusable(act) ? ToActivation(act) : Activation::kIdentity;
+        LS_RETURN_IF_ERROR(add(MakeDense(l.dense().units(), !l.dense().no_bias(), init, fused), i));
+        if (Fusable(act)) act = config::LINEAR;
         break;
       }
       case config::Layer::kConv2D: {
@@ -300,8 +306,12 @@ Result<std::unique_ptr<Model>> BuildModel(const LoadedRecipe& loaded, Backend* b
           if (s.ok()) s = SamePadding(shape[1], o.kernel_w, o.stride_w, &o.pad_w);
         }
         if (!s.ok()) return fail(s);
-        LS_RETURN_IF_ERROR(add(MakeConv2d(o), i));
         act = c.activation();
+        if (Fusable(act)) {
+          o.activation = ToActivation(act);
+          act = config::LINEAR;
+        }
+        LS_RETURN_IF_ERROR(add(MakeConv2d(o), i));
         break;
       }
       case config::Layer::kMaxpool2D: {

@@ -37,6 +37,34 @@ TEST(LayerGradient, DenseWithoutBias) {
   CheckLayerGradients(*layer, *f.backend, 2, RandomVector(12, 2), f.ctx);
 }
 
+class FusedDenseGradient : public ::testing::TestWithParam<Activation> {};
+
+TEST_P(FusedDenseGradient, MatchesFiniteDifferences) {
+  Fixture f;
+  auto layer = MakeDense(6, true, ParamInit::kGlorotUniform, GetParam());
+  BuildOrDie(*layer, {5});
+  // Fixed seeds: no pre-activation lies within the FD step of a ReLU kink.
+  CheckLayerGradients(*layer, *f.backend, 3, RandomVector(15, 8), f.ctx);
+}
+
+INSTANTIATE_TEST_SUITE_P(Fused, FusedDenseGradient,
+                         ::testing::Values(Activation::kRelu, Activation::kTanh, Activation::kSigmoid),
+                         [](const ::testing::TestParamInfo<Activation>& i) {
+                           return std::string(ActivationName(i.param));
+                         });
+
+TEST(LayerGradient, Conv2dWithFusedTanh) {
+  Fixture f;
+  Conv2dOptions o;
+  o.filters = 3;
+  o.stride_h = o.stride_w = 2;
+  o.pad_h = o.pad_w = 1;
+  o.activation = Activation::kTanh;
+  auto layer = MakeConv2d(o);
+  BuildOrDie(*layer, {5, 5, 2});
+  CheckLayerGradients(*layer, *f.backend, 2, RandomVector(100, 9), f.ctx);
+}
+
 struct ConvCase {
   const char* name;
   Shape input;  // (h, w, c)

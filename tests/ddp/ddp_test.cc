@@ -36,8 +36,9 @@ std::vector<float> ReadFloats(const std::string& path) {
 }
 
 // Runs the probe on `ranks` ranks and returns rank 0's parameters.
-std::vector<float> Train(const std::string& recipe, int ranks, const std::string& sets) {
-  std::string out = ::testing::TempDir() + "/ddp_" + recipe + "_" + std::to_string(ranks) + "_" +
+// `label` keeps the output files of tests that ctest runs in parallel apart.
+std::vector<float> Train(const std::string& label, const std::string& recipe, int ranks, const std::string& sets) {
+  std::string out = ::testing::TempDir() + "/ddp_" + label + "_" + std::to_string(ranks) + "_" +
                     std::to_string(std::hash<std::string>()(sets)) + ".bin";
   std::remove(out.c_str());
   std::string cmd = (ranks > 1 ? Mpirun(ranks) : std::string()) + Probe() + " --config " + Recipes() + recipe +
@@ -68,10 +69,10 @@ class DdpEquivalence : public ::testing::TestWithParam<Variant> {};
 TEST_P(DdpEquivalence, WorldSizesOneToFourMatchTheSingleRankRun) {
   if (!HaveDataset()) GTEST_SKIP() << "Fashion-MNIST not installed";
   const Variant& v = GetParam();
-  std::vector<float> reference = Train(v.recipe, 1, "");
+  std::vector<float> reference = Train(v.name, v.recipe, 1, "");
   ASSERT_FALSE(reference.empty());
   for (int ranks = 1; ranks <= 4; ++ranks) {
-    std::vector<float> got = Train(v.recipe, ranks, v.sets);
+    std::vector<float> got = Train(v.name, v.recipe, ranks, v.sets);
     ASSERT_EQ(got.size(), reference.size()) << ranks << " ranks";
     double rel = MaxRelativeDifference(got, reference);
     EXPECT_LE(rel, 1e-5) << v.name << " with " << ranks << " ranks";
