@@ -130,6 +130,12 @@ Status Trainer::SetUp() {
   micro_batch_ = plan.micro_batch;
   data::SamplerOptions so;
   data::IndexRange train_range = dataset_.TrainRange();
+  if (r.data().train_samples() < 0 || r.data().train_samples() > train_range.size()) {
+    return InvalidArgumentError(recipe_.path + ": data.train_samples " + std::to_string(r.data().train_samples()) +
+                                " is outside [0, " + std::to_string(train_range.size()) +
+                                "] (the training split after validation_samples)");
+  }
+  if (r.data().train_samples() > 0) train_range.end = train_range.begin + r.data().train_samples();
   so.range_begin = train_range.begin;
   so.range_end = train_range.end;
   so.global_batch = r.training().global_batch_size();

@@ -194,6 +194,8 @@ void FillDefaults(config::Recipe* r) {
   auto* c = r->mutable_checkpoint();
   if (c->keep_last() == 0) c->set_keep_last(3);
   if (!c->has_async()) c->set_async(true);
+  if (!c->has_at_end()) c->set_at_end(true);
+  if (!c->has_timeout_seconds()) c->set_timeout_seconds(300);
 }
 
 }  // namespace
