@@ -9,11 +9,13 @@
 #include <memory>
 #include <string>
 
+#include "kernels/cpu/attention.h"
 #include "kernels/cpu/conv.h"
 #include "kernels/cpu/dropout.h"
 #include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/optimizer.h"
 #include "kernels/cpu/pool.h"
+#include "kernels/cpu/recurrent.h"
 #include "runtime/core/tensor.h"
 
 namespace lockstep {
@@ -24,6 +26,8 @@ using Pool2dShape = kernels::cpu::Pool2dShape;
 using DropoutKey = kernels::cpu::DropoutKey;
 using SgdHyper = kernels::cpu::SgdHyper;
 using AdamHyper = kernels::cpu::AdamHyper;
+using RecurrentStep = kernels::cpu::RecurrentStep;
+using AttentionShape = kernels::cpu::AttentionShape;
 
 class Backend {
  public:
@@ -87,6 +91,42 @@ class Backend {
   virtual double BinaryCrossEntropyWithLogits(const float* logits, const float* target, int64_t n,
                                               int64_t row_len, float grad_scale,
                                               float* dlogits) = 0;
+
+  // ---- sequence models (kernels/cpu/{embedding,layer_norm,recurrent,attention}.h) ----
+  // y = a * x + y over n elements (residual connections).
+  virtual void Axpy(float a, const float* x, float* y, int64_t n) = 0;
+  // y (n, dim) = table[round(ids[i])]; ids are float-encoded token ids in [0, vocab).
+  virtual void EmbeddingForward(const float* ids, int64_t n, const float* table, int64_t vocab,
+                                int64_t dim, float* y) = 0;
+  // dtable = beta * dtable + scatter_add(ids, dy).
+  virtual void EmbeddingBackward(const float* ids, int64_t n, const float* dy, int64_t vocab,
+                                 int64_t dim, float beta, float* dtable) = 0;
+  // Over the last dim of (rows, cols); y = xhat * (1 + gamma) + beta (zero-centred gamma).
+  virtual void LayerNormForward(const float* x, const float* gamma, const float* beta,
+                                int64_t rows, int64_t cols, float eps, float* y, float* mean,
+                                float* rstd) = 0;
+  virtual void LayerNormBackward(const float* x, const float* gamma, const float* mean,
+                                 const float* rstd, const float* dy, int64_t rows, int64_t cols,
+                                 float grad_beta, float* dx, float* dgamma, float* dbeta) = 0;
+  // One time step of the LSTM / GRU cell nonlinearities (the GEMMs are separate ops).
+  virtual void LstmCellForward(const RecurrentStep& s, float* gates, const float* c_prev, float* c,
+                               float* h, float forget_bias) = 0;
+  virtual void LstmCellBackward(const RecurrentStep& s, const float* gates, const float* c_prev,
+                                const float* c, const float* dy, int64_t dy_stride,
+                                const float* dh_carry, float* dc, float* dgates) = 0;
+  virtual void GruCellForward(const RecurrentStep& s, float* gates, float* rec,
+                              const float* rec_bias, const float* h_prev, float* h) = 0;
+  virtual void GruCellBackward(const RecurrentStep& s, const float* gates, const float* rec,
+                               const float* h_prev, const float* dy, int64_t dy_stride,
+                               const float* dh_carry, float* dh_prev, float* dgates,
+                               float* drec) = 0;
+  // Causal multi-head attention core from a fused (Q | K | V) projection.
+  virtual size_t CausalAttentionWorkspaceBytes(const AttentionShape& s) = 0;
+  virtual void CausalAttentionForward(const AttentionShape& s, const float* qkv, float* probs,
+                                      float* out) = 0;
+  virtual void CausalAttentionBackward(const AttentionShape& s, const float* qkv,
+                                       const float* probs, const float* dout, float* dqkv,
+                                       void* workspace) = 0;
 
   // ---- optimisers: one fused pass over a flat range ----
   virtual void SgdStep(const SgdHyper& h, float* param, const float* grad, float* momentum,

@@ -3,7 +3,9 @@
 #include <cstring>
 #include <new>
 
+#include "kernels/cpu/embedding.h"
 #include "kernels/cpu/gemm.h"
+#include "kernels/cpu/layer_norm.h"
 #include "kernels/cpu/loss.h"
 #include "runtime/core/backend.h"
 
@@ -108,6 +110,55 @@ class CpuBackend final : public Backend {
                                       int64_t row_len, float grad_scale,
                                       float* dlogits) override {
     return k::BinaryCrossEntropyWithLogits(logits, target, n, row_len, grad_scale, dlogits);
+  }
+
+  void Axpy(float a, const float* x, float* y, int64_t n) override { k::Axpy(a, x, y, n); }
+  void EmbeddingForward(const float* ids, int64_t n, const float* table, int64_t vocab, int64_t dim,
+                        float* y) override {
+    k::EmbeddingForward(ids, n, table, vocab, dim, y);
+  }
+  void EmbeddingBackward(const float* ids, int64_t n, const float* dy, int64_t vocab, int64_t dim,
+                         float beta, float* dtable) override {
+    k::EmbeddingBackward(ids, n, dy, vocab, dim, beta, dtable);
+  }
+  void LayerNormForward(const float* x, const float* gamma, const float* beta, int64_t rows,
+                        int64_t cols, float eps, float* y, float* mean, float* rstd) override {
+    k::LayerNormForward(x, gamma, beta, rows, cols, eps, y, mean, rstd);
+  }
+  void LayerNormBackward(const float* x, const float* gamma, const float* mean, const float* rstd,
+                         const float* dy, int64_t rows, int64_t cols, float grad_beta, float* dx,
+                         float* dgamma, float* dbeta) override {
+    k::LayerNormBackward(x, gamma, mean, rstd, dy, rows, cols, grad_beta, dx, dgamma, dbeta);
+  }
+  void LstmCellForward(const RecurrentStep& s, float* gates, const float* c_prev, float* c,
+                       float* h, float forget_bias) override {
+    k::LstmCellForward(s, gates, c_prev, c, h, forget_bias);
+  }
+  void LstmCellBackward(const RecurrentStep& s, const float* gates, const float* c_prev,
+                        const float* c, const float* dy, int64_t dy_stride, const float* dh_carry,
+                        float* dc, float* dgates) override {
+    k::LstmCellBackward(s, gates, c_prev, c, dy, dy_stride, dh_carry, dc, dgates);
+  }
+  void GruCellForward(const RecurrentStep& s, float* gates, float* rec, const float* rec_bias,
+                      const float* h_prev, float* h) override {
+    k::GruCellForward(s, gates, rec, rec_bias, h_prev, h);
+  }
+  void GruCellBackward(const RecurrentStep& s, const float* gates, const float* rec,
+                       const float* h_prev, const float* dy, int64_t dy_stride,
+                       const float* dh_carry, float* dh_prev, float* dgates,
+                       float* drec) override {
+    k::GruCellBackward(s, gates, rec, h_prev, dy, dy_stride, dh_carry, dh_prev, dgates, drec);
+  }
+  size_t CausalAttentionWorkspaceBytes(const AttentionShape& s) override {
+    return sizeof(float) * static_cast<size_t>(s.seq * s.seq);
+  }
+  void CausalAttentionForward(const AttentionShape& s, const float* qkv, float* probs,
+                              float* out) override {
+    k::CausalAttentionForward(s, qkv, probs, out);
+  }
+  void CausalAttentionBackward(const AttentionShape& s, const float* qkv, const float* probs,
+                               const float* dout, float* dqkv, void* ws) override {
+    k::CausalAttentionBackward(s, qkv, probs, dout, dqkv, static_cast<float*>(ws));
   }
 
   void SgdStep(const SgdHyper& h, float* p, const float* g, float* mom, int64_t n) override {

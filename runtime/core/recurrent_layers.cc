@@ -1,0 +1,233 @@
+// LSTM and GRU layers with full backpropagation through time. The input
+// projection of all T steps is one GEMM over batch * T rows; each step then
+// adds h_{t-1} U (a GEMM on strided views of the (batch, T, ...) buffers) and
+// runs the pointwise cell kernel. Forward keeps the gate activations and
+// states in scratch for backward.
+#include "runtime/core/sequence_layers.h"
+
+namespace lockstep {
+namespace {
+
+float* Floats(Scratch& s, Backend& be, int64_t n) {
+  return static_cast<float*>(s.Get(be, sizeof(float) * static_cast<size_t>(n)));
+}
+
+// Shared shape handling, parameters and output/weight-gradient plumbing; G is
+// the number of gate blocks (4 for LSTM, 3 for GRU).
+class RecurrentBase : public Layer {
+ public:
+  RecurrentBase(int64_t units, bool return_sequences, int64_t gate_blocks)
+      : units_(units), return_sequences_(return_sequences), g_(gate_blocks) {}
+  std::string Describe() const override {
+    return "units=" + std::to_string(units_) + (return_sequences_ ? " return_sequences" : "");
+  }
+  Result<Shape> Build(const Shape& in) override {
+    if (in.size() != 2) {
+      return InvalidArgumentError(Kind() + " expects a (T, features) input, got " + ShapeToString(in));
+    }
+    if (units_ <= 0) return InvalidArgumentError(Kind() + " units must be > 0, got " + std::to_string(units_));
+    input_shape_ = in;
+    t_ = in[0];
+    f_ = in[1];
+    output_shape_ = return_sequences_ ? Shape{t_, units_} : Shape{units_};
+    return output_shape_;
+  }
+  void BindParams(const std::vector<Tensor>& p, const std::vector<Tensor>& g) override {
+    w_ = p[0].data<float>();
+    u_ = p[1].data<float>();
+    b_ = p[2].data<float>();
+    dw_ = g[0].data<float>();
+    du_ = g[1].data<float>();
+    db_ = g[2].data<float>();
+  }
+  double ForwardFlops() const override { return 2.0 * t_ * (f_ + units_) * g_ * units_; }
+  double WeightGradFlops() const override { return ForwardFlops(); }
+
+ protected:
+  int64_t GateCols() const { return g_ * units_; }
+  RecurrentStep StepShape(int64_t batch) const {
+    RecurrentStep s;
+    s.batch = batch;
+    s.units = units_;
+    s.gate_stride = t_ * GateCols();
+    s.state_stride = t_ * units_;
+    return s;
+  }
+  // The incoming gradient of step t: (pointer, row stride), or null.
+  const float* StepDy(const float* dy, int64_t t, int64_t* stride) const {
+    if (return_sequences_) {
+      *stride = t_ * units_;
+      return dy + t * units_;
+    }
+    *stride = units_;
+    return t == t_ - 1 ? dy : nullptr;
+  }
+  // y from the hidden states h (batch, T, units).
+  void WriteOutput(Backend& be, const float* h, float* y, int64_t batch) const {
+    if (return_sequences_) {
+      be.CopyBytes(y, h, sizeof(float) * static_cast<size_t>(batch * t_ * units_));
+      return;
+    }
+    for (int64_t b = 0; b < batch; ++b) {
+      be.CopyBytes(y + b * units_, h + (b * t_ + t_ - 1) * units_, sizeof(float) * units_);
+    }
+  }
+  // x W (+ bias) for all steps into gates (batch * T, G * units).
+  void InputProjection(Backend& be, const float* x, const float* bias, float* gates, int64_t batch) const {
+    be.Gemm(false, false, batch * t_, GateCols(), f_, 1.0f, x, f_, w_, GateCols(), 0.0f, gates, GateCols());
+    be.BiasAdd(gates, bias, batch * t_, GateCols());
+  }
+  // h_{t-1} U for step t >= 1 into rows of `out` (gate_stride apart), beta 0 or 1.
+  void RecurrentProduct(Backend& be, const float* h, int64_t t, float beta, float* out, int64_t batch) const {
+    be.Gemm(false, false, batch, GateCols(), units_, 1.0f, h + (t - 1) * units_, t_ * units_, u_, GateCols(),
+            beta, out + t * GateCols(), t_ * GateCols());
+  }
+  // dW, dU (from d(recurrent products) drec and states h) and dx from dgates.
+  void WeightAndInputGrads(const StepContext& ctx, const float* x, const float* h, const float* dgates,
+                           const float* drec, float* dx, int64_t batch) const {
+    Backend& be = *ctx.backend;
+    const int64_t gc = GateCols();
+    be.Gemm(true, false, f_, gc, batch * t_, 1.0f, x, f_, dgates, gc, ctx.grad_beta, dw_, gc);
+    // dU = sum_b sum_{t >= 1} h_{t-1}^T drec_t: per sample, rows 0..T-2 of h against 1..T-1.
+    if (t_ > 1) {
+      for (int64_t b = 0; b < batch; ++b) {
+        be.Gemm(true, false, units_, gc, t_ - 1, 1.0f, h + b * t_ * units_, units_,
+                drec + (b * t_ + 1) * gc, gc, b == 0 ? ctx.grad_beta : 1.0f, du_, gc);
+      }
+    }
+    if ((t_ <= 1 || batch == 0) && ctx.grad_beta == 0.0f) {
+      be.ZeroBytes(du_, sizeof(float) * static_cast<size_t>(units_ * gc));
+    }
+    if (dx) be.Gemm(false, true, batch * t_, f_, gc, 1.0f, dgates, gc, w_, gc, 0.0f, dx, f_);
+  }
+
+  int64_t units_;
+  bool return_sequences_;
+  int64_t g_;
+  int64_t t_ = 0, f_ = 0;
+  float *w_ = nullptr, *u_ = nullptr, *b_ = nullptr;
+  float *dw_ = nullptr, *du_ = nullptr, *db_ = nullptr;
+};
+
+constexpr float kLstmForgetBias = 1.0f;  // Keras unit_forget_bias, see sequence_layers.h
+
+class LstmLayer final : public RecurrentBase {
+ public:
+  LstmLayer(int64_t units, bool return_sequences) : RecurrentBase(units, return_sequences, 4) {}
+  std::string Kind() const override { return "lstm"; }
+  std::vector<ParamSpec> ParamSpecs() const override {
+    return {{"kernel", {f_, 4 * units_}, ParamInit::kGlorotUniform, f_, 4 * units_},
+            {"recurrent_kernel", {units_, 4 * units_}, ParamInit::kGlorotUniform, units_, 4 * units_},
+            {"bias", {4 * units_}, ParamInit::kZeros, 1, 1}};
+  }
+  void Forward(const StepContext& ctx, const float* x, float* y, int64_t batch) override {
+    Backend& be = *ctx.backend;
+    const int64_t states = batch * t_ * units_;
+    float* gates = Floats(gates_, be, batch * t_ * GateCols());
+    float* c = Floats(c_, be, states);
+    float* h = Floats(h_, be, states);
+    InputProjection(be, x, b_, gates, batch);
+    const RecurrentStep s = StepShape(batch);
+    for (int64_t t = 0; t < t_; ++t) {
+      if (t > 0) RecurrentProduct(be, h, t, 1.0f, gates, batch);
+      be.LstmCellForward(s, gates + t * GateCols(), t > 0 ? c + (t - 1) * units_ : nullptr,
+                         c + t * units_, h + t * units_, kLstmForgetBias);
+    }
+    WriteOutput(be, h, y, batch);
+  }
+  void Backward(const StepContext& ctx, const float* x, const float*, const float* dy, float* dx,
+                int64_t batch) override {
+    Backend& be = *ctx.backend;
+    const int64_t states = batch * t_ * units_, gc = GateCols();
+    const float* gates = Floats(gates_, be, batch * t_ * gc);
+    const float* c = Floats(c_, be, states);
+    const float* h = Floats(h_, be, states);
+    float* dgates = Floats(dgates_, be, batch * t_ * gc);
+    float* dc = Floats(dc_, be, batch * units_);
+    float* dh = Floats(dh_, be, batch * units_);
+    be.ZeroBytes(dc, sizeof(float) * static_cast<size_t>(batch * units_));
+    const RecurrentStep s = StepShape(batch);
+    for (int64_t t = t_ - 1; t >= 0; --t) {
+      int64_t dy_stride = 0;
+      const float* dy_t = StepDy(dy, t, &dy_stride);
+      be.LstmCellBackward(s, gates + t * gc, t > 0 ? c + (t - 1) * units_ : nullptr, c + t * units_,
+                          dy_t, dy_stride, t < t_ - 1 ? dh : nullptr, dc, dgates + t * gc);
+      // dh_{t-1} = dgates_t U^T
+      if (t > 0) {
+        be.Gemm(false, true, batch, units_, gc, 1.0f, dgates + t * gc, t_ * gc, u_, gc, 0.0f, dh, units_);
+      }
+    }
+    be.BiasBackward(dgates, batch * t_, gc, ctx.grad_beta, db_);
+    WeightAndInputGrads(ctx, x, h, dgates, dgates, dx, batch);
+  }
+
+ private:
+  Scratch gates_, c_, h_;   // forward: activations (batch, T, 4u), c and h (batch, T, u)
+  Scratch dgates_, dc_, dh_;
+};
+
+class GruLayer final : public RecurrentBase {
+ public:
+  GruLayer(int64_t units, bool return_sequences) : RecurrentBase(units, return_sequences, 3) {}
+  std::string Kind() const override { return "gru"; }
+  std::vector<ParamSpec> ParamSpecs() const override {
+    return {{"kernel", {f_, 3 * units_}, ParamInit::kGlorotUniform, f_, 3 * units_},
+            {"recurrent_kernel", {units_, 3 * units_}, ParamInit::kGlorotUniform, units_, 3 * units_},
+            {"bias", {2, 3 * units_}, ParamInit::kZeros, 1, 1}};
+  }
+  void Forward(const StepContext& ctx, const float* x, float* y, int64_t batch) override {
+    Backend& be = *ctx.backend;
+    const int64_t gc = GateCols();
+    float* gates = Floats(gates_, be, batch * t_ * gc);
+    float* rec = Floats(rec_, be, batch * t_ * gc);
+    float* h = Floats(h_, be, batch * t_ * units_);
+    InputProjection(be, x, b_, gates, batch);
+    const RecurrentStep s = StepShape(batch);
+    for (int64_t t = 0; t < t_; ++t) {
+      if (t > 0) RecurrentProduct(be, h, t, 0.0f, rec, batch);
+      be.GruCellForward(s, gates + t * gc, rec + t * gc, b_ + gc, t > 0 ? h + (t - 1) * units_ : nullptr,
+                        h + t * units_);
+    }
+    WriteOutput(be, h, y, batch);
+  }
+  void Backward(const StepContext& ctx, const float* x, const float*, const float* dy, float* dx,
+                int64_t batch) override {
+    Backend& be = *ctx.backend;
+    const int64_t gc = GateCols();
+    const float* gates = Floats(gates_, be, batch * t_ * gc);
+    const float* rec = Floats(rec_, be, batch * t_ * gc);
+    const float* h = Floats(h_, be, batch * t_ * units_);
+    float* dgates = Floats(dgates_, be, batch * t_ * gc);
+    float* drec = Floats(drec_, be, batch * t_ * gc);
+    float* dh = Floats(dh_, be, batch * units_);
+    const RecurrentStep s = StepShape(batch);
+    for (int64_t t = t_ - 1; t >= 0; --t) {
+      int64_t dy_stride = 0;
+      const float* dy_t = StepDy(dy, t, &dy_stride);
+      be.GruCellBackward(s, gates + t * gc, rec + t * gc, t > 0 ? h + (t - 1) * units_ : nullptr, dy_t,
+                         dy_stride, t < t_ - 1 ? dh : nullptr, dh, dgates + t * gc, drec + t * gc);
+      // dh_{t-1} = z * dh_t (written above) + drec_t U^T
+      if (t > 0) {
+        be.Gemm(false, true, batch, units_, gc, 1.0f, drec + t * gc, t_ * gc, u_, gc, 1.0f, dh, units_);
+      }
+    }
+    be.BiasBackward(dgates, batch * t_, gc, ctx.grad_beta, db_);
+    be.BiasBackward(drec, batch * t_, gc, ctx.grad_beta, db_ + gc);
+    WeightAndInputGrads(ctx, x, h, dgates, drec, dx, batch);
+  }
+
+ private:
+  Scratch gates_, rec_, h_;  // forward: activations [z, r, hh], h_prev U + b_r, h
+  Scratch dgates_, drec_, dh_;
+};
+
+}  // namespace
+
+std::unique_ptr<Layer> MakeLstm(int64_t units, bool return_sequences) {
+  return std::make_unique<LstmLayer>(units, return_sequences);
+}
+std::unique_ptr<Layer> MakeGru(int64_t units, bool return_sequences) {
+  return std::make_unique<GruLayer>(units, return_sequences);
+}
+
+}  // namespace lockstep
