@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 
 #include "common/exit_codes.h"
+#include "launcher/ckpt_command.h"
 #include "launcher/train_command.h"
 
 int main(int argc, char** argv) {
@@ -10,6 +11,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("lockstep ") + LOCKSTEP_VERSION);
   int exit_code = lockstep::kExitOk;
   lockstep::AddTrainCommand(app, &exit_code);
+  lockstep::AddCkptCommand(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

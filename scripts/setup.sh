@@ -12,6 +12,7 @@ PACKAGES=(
   slurm-wlm munge
   dataset-fashion-mnist fortunes
   iproute2 procps python3
+  clang libclang-rt-14-dev
 )
 
 missing=()
