@@ -9,6 +9,9 @@
 #include <fstream>
 #include <sstream>
 
+#include "runtime/core/reshape_layer.h"
+#include "runtime/core/sequence_layers.h"
+
 namespace lockstep {
 namespace {
 
@@ -128,6 +131,72 @@ Status SamePadding(int64_t in, int64_t k, int64_t stride, int64_t* pad) {
   return Status::Ok();
 }
 
+// Recurrent and attention layers need a (T, features) input; an image-shaped input
+// gets a hint to reshape it into rows-as-time-steps.
+Status NeedSequence(const std::string& what, const Shape& shape) {
+  if (shape.size() == 2) return Status::Ok();
+  std::string msg = what + " needs a (T, features) input (time steps x features per step), got " +
+                    ShapeToString(shape);
+  if (shape.size() >= 3) {
+    int64_t rest = NumElements(shape) / shape[0];
+    msg += "; to read it as " + std::to_string(shape[0]) + " steps of " + std::to_string(rest) +
+           " features add `layers { reshape { shape: [" + std::to_string(shape[0]) + ", " + std::to_string(rest) +
+           "] } }` before this layer";
+  } else if (shape.size() == 1) {
+    msg += "; a flat input has no time axis (reshape it to [T, F], or use return_sequences: true on an "
+           "earlier recurrent layer)";
+  }
+  return InvalidArgumentError(msg);
+}
+
+// Checks of a sequence layer's own fields (everything that does not depend on the
+// input shape); "" when fine. Shape checks happen in BuildModel.
+std::string CheckSequenceLayerFields(const config::Layer& l) {
+  auto positive = [](const char* field, int64_t v) {
+    return v > 0 ? std::string() : std::string(field) + " must be > 0 (got " + std::to_string(v) + ")";
+  };
+  auto non_negative = [](const char* field, int64_t v, const char* zero_means) {
+    return v >= 0 ? std::string()
+                  : std::string(field) + " must be >= 0 (got " + std::to_string(v) + "; 0 = " + zero_means + ")";
+  };
+  switch (l.kind_case()) {
+    case config::Layer::kReshape: {
+      const auto& shape = l.reshape().shape();
+      if (shape.empty()) return "reshape.shape is empty (e.g. reshape { shape: [28, 28] })";
+      int inferred = 0;
+      for (int64_t v : shape) {
+        if (v == -1) ++inferred;
+        if (v == 0 || v < -1) return "reshape.shape entries must be > 0 or -1 (got " + std::to_string(v) + ")";
+      }
+      if (inferred > 1) return "reshape.shape may have at most one -1 (got " + std::to_string(inferred) + ")";
+      return "";
+    }
+    case config::Layer::kEmbedding: {
+      std::string e = positive("embedding.dim", l.embedding().dim());
+      return e.empty() ? non_negative("embedding.vocab_size", l.embedding().vocab_size(), "from the dataset") : e;
+    }
+    case config::Layer::kLstm: return positive("lstm.units", l.lstm().units());
+    case config::Layer::kGru: return positive("gru.units", l.gru().units());
+    case config::Layer::kLayerNorm:
+      if (l.layer_norm().has_epsilon() && !(l.layer_norm().epsilon() > 0)) {
+        return "layer_norm.epsilon must be > 0 (got " + std::to_string(l.layer_norm().epsilon()) + ")";
+      }
+      return "";
+    case config::Layer::kPositionalEmbedding:
+      return non_negative("positional_embedding.max_length", l.positional_embedding().max_length(),
+                          "the input's length");
+    case config::Layer::kSelfAttention: return positive("self_attention.heads", l.self_attention().heads());
+    case config::Layer::kTransformerBlock: {
+      std::string e = positive("transformer_block.heads", l.transformer_block().heads());
+      return e.empty() ? non_negative("transformer_block.mlp_hidden", l.transformer_block().mlp_hidden(), "4 x dim")
+                       : e;
+    }
+    case config::Layer::kTimeDistributedDense:
+      return positive("time_distributed_dense.units", l.time_distributed_dense().units());
+    default: return "";
+  }
+}
+
 Status ValidateRecipe(const config::Recipe& r) {
   const auto& t = r.training();
   if (r.model().layers_size() == 0) return InvalidArgumentError("model.layers: the model has no layers");
@@ -170,6 +239,7 @@ Status ValidateRecipe(const config::Recipe& r) {
     if (l.has_dense()) act = l.dense().activation();
     if (l.has_conv2d()) act = l.conv2d().activation();
     if (l.has_activation()) act = l.activation().function();
+    if (l.has_time_distributed_dense()) act = l.time_distributed_dense().activation();
     if (act == config::SOFTMAX && !(last && r.loss() == config::SPARSE_CATEGORICAL_CROSSENTROPY)) {
       return InvalidArgumentError("model.layers[" + std::to_string(i) +
                                   "]: softmax is only allowed on the last layer with "
@@ -177,6 +247,10 @@ Status ValidateRecipe(const config::Recipe& r) {
     }
     if (l.kind_case() == config::Layer::KIND_NOT_SET) {
       return InvalidArgumentError("model.layers[" + std::to_string(i) + "]: empty layer (set dense, conv2d, ...)");
+    }
+    std::string field_error = CheckSequenceLayerFields(l);
+    if (!field_error.empty()) {
+      return InvalidArgumentError("model.layers[" + std::to_string(i) + "]: " + field_error);
     }
   }
   return Status::Ok();
@@ -262,7 +336,7 @@ Result<LoadedRecipe> LoadRecipe(const std::string& path, const std::vector<std::
 }
 
 Result<std::unique_ptr<Model>> BuildModel(const LoadedRecipe& loaded, Backend* backend,
-                                          const Shape& input_shape) {
+                                          const Shape& input_shape, int64_t dataset_vocab_size) {
   const config::Recipe& r = loaded.recipe;
   std::vector<std::unique_ptr<Layer>> layers;
   std::vector<std::string> labels;
@@ -338,6 +412,87 @@ Result<std::unique_ptr<Model>> BuildModel(const LoadedRecipe& loaded, Backend* b
       case config::Layer::kFlatten: LS_RETURN_IF_ERROR(add(MakeFlatten(), i)); break;
       case config::Layer::kActivation: act = l.activation().function(); break;
       case config::Layer::kDropout: LS_RETURN_IF_ERROR(add(MakeDropout(l.dropout().rate()), i)); break;
+      case config::Layer::kReshape: {
+        Shape target(l.reshape().shape().begin(), l.reshape().shape().end());
+        LS_RETURN_IF_ERROR(add(MakeReshape(target), i));
+        break;
+      }
+      case config::Layer::kEmbedding: {
+        int64_t vocab = l.embedding().vocab_size();
+        if (vocab == 0) {
+          // Hook: text datasets pass their vocabulary size to BuildModel.
+          if (dataset_vocab_size <= 0) {
+            return fail(InvalidArgumentError(
+                "embedding.vocab_size is 0 (= the dataset's vocabulary), but dataset \"" + r.data().dataset() +
+                "\" has no vocabulary; set embedding { vocab_size: N } or use a text dataset"));
+          }
+          vocab = dataset_vocab_size;
+        }
+        LS_RETURN_IF_ERROR(add(MakeEmbedding(vocab, l.embedding().dim()), i));
+        break;
+      }
+      case config::Layer::kLstm: {
+        Status s = NeedSequence("lstm", shape);
+        if (!s.ok()) return fail(s);
+        LS_RETURN_IF_ERROR(add(MakeLstm(l.lstm().units(), l.lstm().return_sequences()), i));
+        break;
+      }
+      case config::Layer::kGru: {
+        Status s = NeedSequence("gru", shape);
+        if (!s.ok()) return fail(s);
+        LS_RETURN_IF_ERROR(add(MakeGru(l.gru().units(), l.gru().return_sequences()), i));
+        break;
+      }
+      case config::Layer::kLayerNorm: {
+        float eps = l.layer_norm().has_epsilon() ? l.layer_norm().epsilon() : 1e-5f;
+        LS_RETURN_IF_ERROR(add(MakeLayerNorm(eps), i));
+        break;
+      }
+      case config::Layer::kPositionalEmbedding: {
+        Status s = NeedSequence("positional_embedding", shape);
+        if (!s.ok()) return fail(s);
+        int64_t max_length = l.positional_embedding().max_length();
+        if (max_length == 0) max_length = shape[0];
+        if (max_length < shape[0]) {
+          return fail(InvalidArgumentError("positional_embedding.max_length " + std::to_string(max_length) +
+                                           " is shorter than the input sequence " + ShapeToString(shape)));
+        }
+        LS_RETURN_IF_ERROR(add(MakePositionalEmbedding(max_length, shape[1]), i));
+        break;
+      }
+      case config::Layer::kSelfAttention:
+      case config::Layer::kTransformerBlock: {
+        const bool block = l.kind_case() == config::Layer::kTransformerBlock;
+        const char* what = block ? "transformer_block" : "self_attention";
+        Status s = NeedSequence(what, shape);
+        if (!s.ok()) return fail(s);
+        int64_t heads = block ? l.transformer_block().heads() : l.self_attention().heads();
+        int64_t dim = shape[1];
+        if (heads <= 0 || dim % heads != 0) {
+          return fail(InvalidArgumentError(std::string(what) + ".heads " + std::to_string(heads) +
+                                           " must divide the model dim " + std::to_string(dim) + " (input " +
+                                           ShapeToString(shape) + ")"));
+        }
+        if (block) {
+          int64_t hidden = l.transformer_block().mlp_hidden() > 0 ? l.transformer_block().mlp_hidden() : 4 * dim;
+          LS_RETURN_IF_ERROR(add(MakeTransformerBlock(heads, dim, hidden), i));
+        } else {
+          LS_RETURN_IF_ERROR(add(MakeCausalSelfAttention(heads, dim), i));
+        }
+        break;
+      }
+      case config::Layer::kTimeDistributedDense: {
+        const auto& d = l.time_distributed_dense();
+        if (shape.size() < 2) {
+          return fail(InvalidArgumentError("time_distributed_dense needs a (T, features) input, got " +
+                                           ShapeToString(shape) + "; use dense for a flat input"));
+        }
+        act = d.activation();
+        Activation fused = Fusable(act) ? ToActivation(act) : Activation::kIdentity;
+        LS_RETURN_IF_ERROR(add(MakeTimeDistributedDense(d.units(), !d.no_bias(), fused), i));
+        if (Fusable(act)) act = config::LINEAR;
+        break;
+      }
       case config::Layer::KIND_NOT_SET: return fail(InvalidArgumentError("empty layer"));
     }
     if (act != config::LINEAR && act != config::SOFTMAX) {

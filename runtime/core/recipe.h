@@ -31,8 +31,10 @@ Result<LoadedRecipe> ParseRecipe(const std::string& text, const std::string& dis
                                  const std::vector<std::string>& overrides = {});
 
 // Builds the model the recipe describes on `backend` for a per-sample input shape.
+// `dataset_vocab_size` (> 0 for text datasets) fills embedding { vocab_size: 0 };
+// with 0 such an embedding is an error naming the layer.
 Result<std::unique_ptr<Model>> BuildModel(const LoadedRecipe& recipe, Backend* backend,
-                                          const Shape& input_shape);
+                                          const Shape& input_shape, int64_t dataset_vocab_size = 0);
 
 OptimizerConfig ToOptimizerConfig(const config::Optimizer& o);
 // total_training_steps fills a cosine schedule's total_steps when the recipe leaves it 0.
