@@ -9,6 +9,8 @@ int ExitCodeFor(const Status& status) {
     case StatusCode::kNotFound:
     case StatusCode::kDataLoss: return kExitDataError;
     case StatusCode::kDeadlineExceeded: return kExitPeerTimeout;
+    case StatusCode::kCheckpoint: return kExitCheckpointError;
+    case StatusCode::kPreempted: return kExitRequeue;
     default: return kExitFailure;
   }
 }

@@ -14,6 +14,8 @@ const char* StatusCodeName(StatusCode code) {
     case StatusCode::kUnavailable: return "UNAVAILABLE";
     case StatusCode::kAborted: return "ABORTED";
     case StatusCode::kInternal: return "INTERNAL";
+    case StatusCode::kCheckpoint: return "CHECKPOINT";
+    case StatusCode::kPreempted: return "PREEMPTED";
   }
   return "UNKNOWN";
 }

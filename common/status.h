@@ -20,6 +20,8 @@ enum class StatusCode {
   kUnavailable,        // a resource (device, peer) cannot be used
   kAborted,            // cancelled by a signal or another rank's failure
   kInternal,           // a bug surfaced as an error instead of an abort
+  kCheckpoint,         // a checkpoint could not be saved, found or loaded (exit code 4)
+  kPreempted,          // stopped by a signal after saving its state (exit code 75: requeue)
 };
 
 const char* StatusCodeName(StatusCode code);
@@ -52,6 +54,8 @@ inline Status FailedPreconditionError(std::string m) { return {StatusCode::kFail
 inline Status UnavailableError(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
 inline Status AbortedError(std::string m) { return {StatusCode::kAborted, std::move(m)}; }
 inline Status InternalError(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
+inline Status CheckpointError(std::string m) { return {StatusCode::kCheckpoint, std::move(m)}; }
+inline Status PreemptedError(std::string m) { return {StatusCode::kPreempted, std::move(m)}; }
 
 // Either a value or a non-OK Status.
 template <typename T>

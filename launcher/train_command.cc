@@ -19,6 +19,8 @@ struct TrainFlags {
   int64_t max_steps = 0;
   std::vector<std::string> sets;
   bool quiet = false;
+  std::string resume = "auto";
+  int64_t stop_at_step = 0;
 };
 
 int RunTrain(const TrainFlags& f) {
@@ -29,6 +31,8 @@ int RunTrain(const TrainFlags& f) {
   if (f.epochs > 0) options.overrides.push_back("training.epochs=" + std::to_string(f.epochs));
   if (f.max_steps > 0) options.overrides.push_back("training.max_steps=" + std::to_string(f.max_steps));
   options.show_progress = !f.quiet;
+  options.resume = f.resume;
+  options.stop_at_step = f.stop_at_step;
   auto trainer = Trainer::Create(options);
   if (!trainer.ok()) {
     std::cerr << "lockstep train: " << trainer.status().message() << "\n";
@@ -57,6 +61,14 @@ void AddTrainCommand(CLI::App& app, int* exit_code) {
       ->take_all()
       ->allow_extra_args(false);
   train->add_flag("-q,--quiet", flags->quiet, "No progress output");
+  train->add_option("--resume", flags->resume,
+                    "auto: the newest checkpoint under RUN_DIR/checkpoints that verifies (fresh start when "
+                    "none); none: start fresh; or a checkpoint directory (step-NNNNNNNN)")
+      ->capture_default_str();
+  train->add_option("--stop-at-step", flags->stop_at_step,
+                    "Stop after this many optimiser steps in total, saving a checkpoint, without changing the "
+                    "recipe's schedule (time-sliced jobs; resume with --resume auto)")
+      ->check(CLI::PositiveNumber);
   train->callback([flags, exit_code] { *exit_code = RunTrain(*flags); });
 }
 

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "common/exit_codes.h"
+#include "common/fnv.h"
 #include "common/log.h"
 #include "common/process_identity.h"
 #include "runtime/comm/fault_injecting_communicator.h"
@@ -15,6 +16,7 @@
 #include "runtime/comm/mpi_communicator.h"
 #include "common/sysinfo.h"
 #include "kernels/cpu/gemm.h"
+#include "training/preemption.h"
 #include "training/progress.h"
 
 namespace lockstep {
@@ -31,16 +33,6 @@ Status MakeDirs(const std::string& path) {
     if (i < path.size()) partial += path[i];
   }
   return Status::Ok();
-}
-
-// A stable 64-bit fingerprint of a string (FNV-1a): compared across ranks of one job.
-uint64_t Fnv1a64(const std::string& s) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
 }
 
 std::string Fixed(double v, int digits) {
@@ -84,6 +76,11 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainOptions& options) {
                                         comm::DataType::kFloat32, 0, {"initial parameters"});
   if (sent.code() == StatusCode::kDeadlineExceeded) t->AbortJob(sent);
   LS_RETURN_IF_ERROR(sent);
+  // Checkpoints come after the start-up agreement, so every rank gets here or none.
+  Status resumed = t->SetUpCheckpoints();
+  if (resumed.ok()) resumed = t->Resume();
+  if (resumed.code() == StatusCode::kDeadlineExceeded) t->AbortJob(resumed);
+  LS_RETURN_IF_ERROR(resumed);
   if (!options.run_dir.empty() && t->rank_ == 0) {
     std::ofstream(options.run_dir + "/recipe.pbtxt") << t->recipe_.text;
   }
@@ -251,7 +248,17 @@ Result<LossValue> Trainer::Step(int64_t epoch, int64_t step_in_epoch, int64_t* s
   *samples = static_cast<int64_t>(global.size());
   const float grad_scale = 1.0f / static_cast<float>(global.size());
   const config::Recipe& r = recipe_.recipe;
-  double local[2] = {0, 0};  // loss sum, correct
+  // Loss sum, correct count, and whether any rank wants a checkpoint after this step
+  // (a request, or rank 0's clock for checkpoint.every_seconds): reduced together, so
+  // every rank decides the same at the same step boundary.
+  double local[4] = {0, 0, 0, 0};
+  const double every_seconds = r.checkpoint().every_seconds();
+  if (checkpoint_requested_.exchange(false) ||
+      (rank_ == 0 && every_seconds > 0 && NowSeconds() - last_checkpoint_time_ >= every_seconds)) {
+    local[2] = 1;
+  }
+  // A preemption signal on any rank stops every rank after this step.
+  if (PreemptionSignal() != 0) local[3] = 1;
   bool grads_written = false;
   for (int micro = 0; micro < accumulation_; ++micro) {
     data::RankSliceInfo slice = sampler_->RankSlice(global, rank_, world_size_, accumulation_, micro);
@@ -295,9 +302,11 @@ Result<LossValue> Trainer::Step(int64_t epoch, int64_t step_in_epoch, int64_t* s
   Status synced = SynchronizeAndUpdate();
   // Global loss and accuracy for rank 0's log.
   if (synced.ok()) {
-    synced = comm_->AllReduceSync(local, 2, comm::DataType::kFloat64, comm::ReduceOp::kSum,
+    synced = comm_->AllReduceSync(local, 4, comm::DataType::kFloat64, comm::ReduceOp::kSum,
                                   {"step metrics", global_step_});
   }
+  checkpoint_agreed_ = local[2] > 0;
+  preemption_agreed_ = local[3] > 0;
   if (synced.code() == StatusCode::kDeadlineExceeded) AbortJob(synced);
   LS_RETURN_IF_ERROR(synced);
   ++global_step_;
@@ -396,6 +405,7 @@ Result<EvalResult> Trainer::Evaluate(const data::ImageDataset& ds, data::IndexRa
 }
 
 Result<EpochMetrics> Trainer::Run() {
+  InstallPreemptionHandlers();
   const config::Recipe& r = recipe_.recipe;
   bool leader = rank_ == 0;
   ProgressReporter progress(leader && options_.show_progress, r.training().log_every_steps());
@@ -409,11 +419,14 @@ Result<EpochMetrics> Trainer::Run() {
   const double run_start = NowSeconds();
   const int64_t per_epoch = sampler_->StepsPerEpoch();
   const int64_t epochs = (total_steps_ + per_epoch - 1) / per_epoch;
+  // --stop-at-step ends this process early without changing the schedule.
+  const int64_t stop_step =
+      options_.stop_at_step > 0 ? std::min(total_steps_, options_.stop_at_step) : total_steps_;
   EpochMetrics m;
-  while (global_step_ < total_steps_) {
+  while (global_step_ < stop_step) {
     int64_t epoch = global_step_ / per_epoch;
     int64_t first = global_step_ % per_epoch;
-    int64_t last = std::min(per_epoch, first + (total_steps_ - global_step_));
+    int64_t last = std::min(per_epoch, first + (stop_step - global_step_));
     progress.StartEpoch(epoch + 1, epochs, last);
     double epoch_start = NowSeconds();
     double loss_sum = 0;
@@ -434,6 +447,8 @@ Result<EpochMetrics> Trainer::Run() {
       double elapsed = NowSeconds() - epoch_start;
       progress.Update(s + 1, mean, static_cast<double>(correct) / static_cast<double>(samples),
                       static_cast<double>(samples) / std::max(elapsed, 1e-9));
+      LS_RETURN_IF_ERROR(MaybeCheckpoint());
+      if (preemption_agreed_) return Preempt();
     }
     double train_seconds = NowSeconds() - epoch_start;
     LS_ASSIGN_OR_RETURN(EvalResult val, Evaluate(dataset_.train, dataset_.ValidationRange()));
@@ -462,6 +477,11 @@ Result<EpochMetrics> Trainer::Run() {
       LS_RETURN_IF_ERROR(AppendMetrics(options_.run_dir + "/metrics.jsonl", m));
     }
   }
+  const bool stopped_early = global_step_ < total_steps_;
+  if ((recipe_.recipe.checkpoint().at_end() || stopped_early) && last_saved_step_ != global_step_) {
+    LS_RETURN_IF_ERROR(SaveCheckpoint(stopped_early ? "stopped at --stop-at-step" : "end of training"));
+  }
+  LS_RETURN_IF_ERROR(FinishCheckpoints());
   return m;
 }
 

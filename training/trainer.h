@@ -4,10 +4,12 @@
 // Not thread-safe: one Trainer per process, driven from the main thread.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "checkpoints/checkpoint.h"
 #include "common/status.h"
 #include "runtime/comm/communicator.h"
 #include "runtime/comm/world.h"
@@ -29,6 +31,12 @@ struct TrainOptions {
   std::string run_dir;                   // empty: no files written
   bool show_progress = true;             // rank 0 only
   std::string dataset_dir_override;      // tests: another dataset directory
+  // "auto": the newest checkpoint under RUN_DIR/checkpoints that verifies (fresh
+  // start when there is none); "none": always start fresh; else a checkpoint dir.
+  std::string resume = "auto";
+  // Stop (saving a checkpoint when checkpoints are on) once this many optimiser
+  // steps are done, without changing the schedule the recipe implies; 0 = off.
+  int64_t stop_at_step = 0;
 };
 
 struct EvalResult {
@@ -70,6 +78,19 @@ class Trainer {
   // Bytes of optimiser state this rank holds (ZeRO-1 divides it by the world size).
   int64_t optimizer_state_bytes();
 
+  // --- checkpoints (training/checkpointing.cc) ---
+  // Saves the state after the current step (collective: every rank calls it at the
+  // same step). Asynchronous per the recipe: returns once the snapshot is staged.
+  Status SaveCheckpoint(const std::string& reason);
+  // Async-signal-safe: asks for a checkpoint at the next step boundary; the ranks
+  // agree on it through the step's metrics all-reduce.
+  void RequestCheckpoint() { checkpoint_requested_.store(true); }
+  // Waits for the save in flight and applies the failure policy to its outcome.
+  Status FinishCheckpoints();
+  bool checkpoints_enabled() const { return checkpoint_service_ != nullptr; }
+  const std::string& resumed_from() const { return resumed_from_; }
+  const ckpt::CheckpointService* checkpoint_service() const { return checkpoint_service_.get(); }
+
  private:
   Trainer() = default;
   // Everything that can fail differently on different ranks (recipe, dataset, model).
@@ -82,6 +103,19 @@ class Trainer {
   Result<LossValue> Step(int64_t epoch, int64_t step_in_epoch, int64_t* samples);
   Status SynchronizeAndUpdate();
   float LearningRate() const;
+  // Checkpoint service on its own communicator; stale .tmp directories removed.
+  Status SetUpCheckpoints();
+  // --resume: picks the checkpoint (rank 0) and loads it on every rank.
+  Status Resume();
+  Status LoadCheckpoint(const std::string& dir);
+  ckpt::CheckpointMeta CheckpointMetaNow() const;
+  std::vector<ckpt::ShardSlice> CheckpointSlices() const;
+  // Applies the recipe's triggers after a step.
+  Status MaybeCheckpoint();
+  // After an agreed preemption signal: save, wait for the save, return kPreempted.
+  Status Preempt();
+  // A failed save: logged and tolerated, or an error, per checkpoint.on_failure.
+  Status ApplyFailurePolicy(const Status& save);
 
   TrainOptions options_;
   LoadedRecipe recipe_;
@@ -108,6 +142,17 @@ class Trainer {
   Tensor input_, labels_, doutput_;
   std::vector<float> host_images_;
   std::vector<int32_t> host_labels_;
+
+  std::unique_ptr<ckpt::FileSystem> checkpoint_fs_;
+  std::unique_ptr<ckpt::Coordinator> checkpoint_coordinator_;
+  std::unique_ptr<ckpt::CheckpointService> checkpoint_service_;
+  std::atomic<bool> checkpoint_requested_{false};
+  bool checkpoint_agreed_ = false;   // some rank asked for a checkpoint at this step
+  bool preemption_agreed_ = false;   // some rank received SIGUSR1/SIGTERM
+  double last_checkpoint_time_ = 0;  // NowSeconds() of the last save (or of the start)
+  int64_t last_saved_step_ = -1;
+  int64_t checkpoint_failures_seen_ = 0;  // failed saves already reported
+  std::string resumed_from_;
 };
 
 }  // namespace lockstep

@@ -9,7 +9,10 @@ namespace lockstep::testing {
 
 CommandResult RunCommand(const std::string& command, int limit_seconds) {
   CommandResult r;
-  std::string full = "timeout -s KILL " + std::to_string(limit_seconds) + " sh -c '" + command + "' 2>&1";
+  // Single-quote the command for sh -c; each ' inside becomes '\'' (close, escaped, reopen).
+  std::string quoted;
+  for (char c : command) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  std::string full = "timeout -s KILL " + std::to_string(limit_seconds) + " sh -c '" + quoted + "' 2>&1";
   auto t0 = std::chrono::steady_clock::now();
   FILE* p = popen(full.c_str(), "r");
   if (!p) return r;
