@@ -2,20 +2,41 @@
 
 #include <algorithm>
 #include <cstring>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <stdexcept>
 
 #include "checkpoints/file_system.h"
-#include "checkpoints/mini_json.h"
 #include "checkpoints/reader.h"
 
 namespace lockstep::ckpt {
 namespace {
 
+// Keys keep document order: the header lists tensors by offset when we write it,
+// and ReadSafetensors returns them in header order.
+using Json = nlohmann::ordered_json;
+
 constexpr int64_t kCopyChunkElements = int64_t{4} << 20;
 constexpr uint64_t kMaxHeaderBytes = 100 << 20;  // the Python library's own limit
+// A header nests three deep (header, tensor, shape); refuse pathological nesting
+// before it is built (the library itself would allocate one value per level).
+constexpr int kMaxDepth = 64;
+// Dimensions and offsets above 2^53 are not exact in every JSON reader (nor in any
+// real checkpoint); capping them also keeps the products below from overflowing.
+constexpr uint64_t kMaxInteger = uint64_t{1} << 53;
 
 int64_t Product(const std::vector<int64_t>& shape) {
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
+  return n;
+}
+
+// Product(shape) * element_bytes, or -1 when it does not fit in int64.
+int64_t CheckedBytes(const std::vector<int64_t>& shape, int64_t element_bytes) {
+  int64_t n = element_bytes;
+  for (int64_t d : shape) {
+    if (__builtin_mul_overflow(n, d, &n)) return -1;
+  }
   return n;
 }
 
@@ -39,30 +60,33 @@ Status ExportTo(const CheckpointReader& reader, const BufferLayout& params,
             [](const TensorInfo& a, const TensorInfo& b) { return a.offset < b.offset; });
 
   const CheckpointMeta& m = reader.meta();
-  std::string header = "{\"__metadata__\":{";
-  const std::vector<std::pair<std::string, std::string>> meta = {
-      {"format", "pt"},  // what loaders such as transformers expect for plain tensors
-      {"producer", "lockstep " + m.lockstep_version},
-      {"step", std::to_string(m.step)},
-      {"epoch", std::to_string(m.epoch)},
-      {"sample_position", std::to_string(m.sample_position)},
-      {"world_size", std::to_string(m.world_size)},
-      {"recipe_hash", Hex(m.recipe_hash)},
-      {"architecture_fingerprint", Hex(m.architecture_fingerprint)},
-      {"optimizer_kind", m.optimizer_kind}};
-  for (size_t i = 0; i < meta.size(); ++i) {
-    header += (i ? "," : "") + json::Quote(meta[i].first) + ":" + json::Quote(meta[i].second);
+  std::string header;
+  try {
+    Json json = Json::object();
+    json["__metadata__"] = {
+        {"format", "pt"},  // what loaders such as transformers expect for plain tensors
+        {"producer", "lockstep " + m.lockstep_version},
+        {"step", std::to_string(m.step)},
+        {"epoch", std::to_string(m.epoch)},
+        {"sample_position", std::to_string(m.sample_position)},
+        {"world_size", std::to_string(m.world_size)},
+        {"recipe_hash", Hex(m.recipe_hash)},
+        {"architecture_fingerprint", Hex(m.architecture_fingerprint)},
+        {"optimizer_kind", m.optimizer_kind}};
+    int64_t offset = 0;
+    for (const TensorInfo& t : tensors) {
+      if (json.contains(t.name))
+        return InvalidArgumentError("tensor name '" + t.name + "' is used twice (or reserved)");
+      const int64_t bytes = Product(t.shape) * 4;
+      json[t.name] = {{"dtype", "F32"},
+                      {"shape", t.shape},
+                      {"data_offsets", Json::array({offset, offset + bytes})}};
+      offset += bytes;
+    }
+    header = json.dump();  // compact; throws on a name that is not UTF-8
+  } catch (const Json::exception& e) {
+    return InvalidArgumentError(std::string("cannot write the safetensors header: ") + e.what());
   }
-  header += "}";
-  int64_t offset = 0;
-  for (const TensorInfo& t : tensors) {
-    const int64_t bytes = Product(t.shape) * 4;
-    header += "," + json::Quote(t.name) + ":{\"dtype\":\"F32\",\"shape\":" + ShapeJson(t.shape) +
-              ",\"data_offsets\":[" + std::to_string(offset) + "," +
-              std::to_string(offset + bytes) + "]}";
-    offset += bytes;
-  }
-  header += "}";
   header.append((8 - header.size() % 8) % 8, ' ');  // data starts 8-byte aligned
 
   FileSystem* fs = PosixFileSystem();
@@ -86,12 +110,67 @@ Status ExportTo(const CheckpointReader& reader, const BufferLayout& params,
   return file->Close();
 }
 
-Result<int64_t> ToInt(const json::Value& v, const std::string& what) {
-  if (v.kind != json::Value::Kind::kNumber || v.text.empty() || v.text.size() > 18 ||
-      v.text.find_first_not_of("0123456789") != std::string::npos) {
-    return DataLossError("safetensors header: " + what + " is not a non-negative integer");
+// The library's message without its "[json.exception.parse_error.101] " prefix.
+std::string JsonMessage(const std::exception& e) {
+  const std::string what = e.what();
+  const size_t end = what.find("] ");
+  return what.rfind("[json.exception.", 0) == 0 && end != std::string::npos ? what.substr(end + 2)
+                                                                            : what;
+}
+
+// A value as JSON text, shortened for an error message.
+std::string Brief(const Json& v) {
+  std::string s = v.dump();
+  return s.size() <= 40 ? s : s.substr(0, 37) + "...";
+}
+
+struct HeaderError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Parses the header, refusing deep nesting and repeated tensor names (JSON allows
+// both; the library would keep the last duplicate silently).
+Result<Json> ParseHeader(const std::string& text) {
+  std::set<std::string> names;
+  const Json::parser_callback_t check = [&](int depth, Json::parse_event_t event, Json& parsed) {
+    if ((event == Json::parse_event_t::object_start || event == Json::parse_event_t::array_start) &&
+        depth >= kMaxDepth) {
+      throw HeaderError("JSON nested deeper than " + std::to_string(kMaxDepth) + " levels");
+    }
+    if (event == Json::parse_event_t::key && depth == 1 &&
+        !names.insert(parsed.get<std::string>()).second) {
+      throw HeaderError("key '" + parsed.get<std::string>() + "' appears twice");
+    }
+    return true;
+  };
+  try {
+    return Json::parse(text, check);
+  } catch (const HeaderError& e) {
+    return DataLossError(std::string("header: ") + e.what());
+  } catch (const Json::exception& e) {
+    return DataLossError("header is not valid JSON: " + JsonMessage(e));
   }
-  return static_cast<int64_t>(std::stoll(v.text));
+}
+
+// A JSON integer in [0, 2^53]: no sign, fraction, exponent or quotes.
+Result<int64_t> ToInt(const Json& v, const std::string& what) {
+  if (!v.is_number_unsigned() || v.get<uint64_t>() > kMaxInteger) {
+    return DataLossError("safetensors header: " + what + " is not a non-negative integer (got " +
+                         Brief(v) + ")");
+  }
+  return static_cast<int64_t>(v.get<uint64_t>());
+}
+
+Status ReadMetadata(const Json& v, std::map<std::string, std::string>* out) {
+  if (!v.is_object()) return DataLossError("__metadata__ is not a JSON object");
+  for (const auto& item : v.items()) {
+    if (!item.value().is_string()) {
+      return DataLossError("__metadata__ value of '" + item.key() + "' is not a string (got " +
+                           Brief(item.value()) + ")");
+    }
+    (*out)[item.key()] = item.value().get<std::string>();
+  }
+  return Status::Ok();
 }
 
 }  // namespace
@@ -131,42 +210,52 @@ Result<SafetensorsFile> ReadSafetensors(const std::string& path) {
   for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<uint8_t>(bytes[i]);
   if (n > kMaxHeaderBytes || n > bytes.size() - 8)
     return DataLossError(path + ": bad header length " + std::to_string(n));
-  auto header = json::Parse(bytes.substr(8, n));
-  if (!header.ok()) return DataLossError(path + ": " + header.status().message());
-  if (header->kind != json::Value::Kind::kObject)
-    return DataLossError(path + ": header is not a JSON object");
+  auto header = ParseHeader(bytes.substr(8, n));
+  if (!header.ok()) return header.status().WithContext(path);
+  if (!header->is_object()) return DataLossError(path + ": header is not a JSON object");
   const std::string data = bytes.substr(8 + n);
   SafetensorsFile out;
   std::vector<std::pair<int64_t, int64_t>> extents;
-  for (const auto& [name, v] : header->object) {
+  for (const auto& item : header->items()) {
+    const std::string& name = item.key();
+    const Json& v = item.value();
     if (name == "__metadata__") {
-      for (const auto& [k, val] : v.object) out.metadata[k] = val.text;
+      LS_RETURN_IF_ERROR(ReadMetadata(v, &out.metadata).WithContext(path));
       continue;
     }
-    const json::Value* dtype = v.Find("dtype");
-    const json::Value* shape = v.Find("shape");
-    const json::Value* offsets = v.Find("data_offsets");
-    if (dtype == nullptr || shape == nullptr || offsets == nullptr || offsets->array.size() != 2) {
+    if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") ||
+        !v.contains("data_offsets")) {
       return DataLossError(path + ": tensor '" + name + "' lacks dtype, shape or data_offsets");
+    }
+    const Json& dtype = v["dtype"];
+    const Json& shape = v["shape"];
+    const Json& offsets = v["data_offsets"];
+    if (!dtype.is_string() || !shape.is_array() || !offsets.is_array() || offsets.size() != 2) {
+      return DataLossError(path + ": tensor '" + name +
+                           "' needs a string dtype, an array shape and two data_offsets");
     }
     SafetensorsTensor t;
     t.name = name;
-    t.dtype = dtype->text;
-    for (const json::Value& d : shape->array) {
-      LS_ASSIGN_OR_RETURN(int64_t dim, ToInt(d, "a dimension of " + name));
-      t.shape.push_back(dim);
+    t.dtype = dtype.get<std::string>();
+    for (const Json& d : shape) {
+      auto dim = ToInt(d, "a dimension of " + name);
+      if (!dim.ok()) return dim.status().WithContext(path);
+      t.shape.push_back(*dim);
     }
-    LS_ASSIGN_OR_RETURN(int64_t begin, ToInt(offsets->array[0], "data_offsets of " + name));
-    LS_ASSIGN_OR_RETURN(int64_t end, ToInt(offsets->array[1], "data_offsets of " + name));
-    if (begin > end || end > static_cast<int64_t>(data.size())) {
+    auto begin = ToInt(offsets[0], "data_offsets of " + name);
+    if (!begin.ok()) return begin.status().WithContext(path);
+    auto end = ToInt(offsets[1], "data_offsets of " + name);
+    if (!end.ok()) return end.status().WithContext(path);
+    if (*begin > *end || *end > static_cast<int64_t>(data.size())) {
       return DataLossError(path + ": tensor '" + name + "' data_offsets outside the data");
     }
-    if (t.dtype == "F32" && end - begin != Product(t.shape) * 4) {
-      return DataLossError(path + ": tensor '" + name + "' has " + std::to_string(end - begin) +
+    if (t.dtype == "F32" && *end - *begin != CheckedBytes(t.shape, 4)) {
+      return DataLossError(path + ": tensor '" + name + "' has " + std::to_string(*end - *begin) +
                            " bytes for shape " + ShapeJson(t.shape));
     }
-    t.data = data.substr(begin, end - begin);
-    extents.emplace_back(begin, end);
+    const int64_t b = *begin, e = *end;
+    t.data = data.substr(b, e - b);
+    extents.emplace_back(b, e);
     out.tensors.push_back(std::move(t));
   }
   std::sort(extents.begin(), extents.end());

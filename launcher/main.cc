@@ -3,6 +3,8 @@
 
 #include "common/exit_codes.h"
 #include "launcher/ckpt_command.h"
+#include "launcher/generate_command.h"
+#include "launcher/launch_command.h"
 #include "launcher/train_command.h"
 
 int main(int argc, char** argv) {
@@ -12,6 +14,10 @@ int main(int argc, char** argv) {
   int exit_code = lockstep::kExitOk;
   lockstep::AddTrainCommand(app, &exit_code);
   lockstep::AddCkptCommand(app, &exit_code);
+  lockstep::AddGenerateCommand(app, &exit_code);
+  lockstep::AddLaunchCommand(app, &exit_code);
+  lockstep::AddSbatchCommand(app, &exit_code);
+  lockstep::AddStatusCommand(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

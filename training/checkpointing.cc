@@ -147,7 +147,7 @@ Status Trainer::LoadCheckpoint(const std::string& dir) {
 
 ckpt::CheckpointMeta Trainer::CheckpointMetaNow() const {
   const config::Recipe& r = recipe_.recipe;
-  const int64_t per_epoch = sampler_->StepsPerEpoch();
+  const int64_t per_epoch = data_->StepsPerEpoch();
   ckpt::CheckpointMeta m;
   m.step = global_step_;
   m.epoch = global_step_ / per_epoch;
@@ -176,6 +176,7 @@ ckpt::CheckpointMeta Trainer::CheckpointMetaNow() const {
   m.schedule_state = {{"optimizer_steps", static_cast<double>(optimizer_->steps_taken())},
                       {"learning_rate", LearningRateAt(schedule_, global_step_)},
                       {"global_step", static_cast<double>(global_step_)}};
+  m.extras = data_->CheckpointExtras();  // e.g. the vocabulary of a language model
   m.extras["schedule_kind"] = ScheduleName(schedule_.kind);
   // Initialisation and dropout use the counter-based Philox generator keyed by
   // (seed, layer, step, sample position): its whole state is the seed and the step.

@@ -24,9 +24,13 @@ std::string ToJsonLine(const EpochMetrics& m) {
   s += ",\"train_accuracy\":" + Num(m.train_accuracy);
   s += ",\"val_loss\":" + Num(m.val_loss);
   s += ",\"val_accuracy\":" + Num(m.val_accuracy);
-  s += ",\"test_loss\":" + Num(m.test_loss);
-  s += ",\"test_accuracy\":" + Num(m.test_accuracy);
+  if (m.val_bits_per_char >= 0) s += ",\"val_bits_per_char\":" + Num(m.val_bits_per_char);
+  if (m.has_test) {
+    s += ",\"test_loss\":" + Num(m.test_loss);
+    s += ",\"test_accuracy\":" + Num(m.test_accuracy);
+  }
   s += ",\"samples_per_sec\":" + Num(m.samples_per_sec);
+  if (m.tokens_per_sec >= 0) s += ",\"tokens_per_sec\":" + Num(m.tokens_per_sec);
   s += ",\"epoch_seconds\":" + Num(m.epoch_seconds);
   s += ",\"wall_seconds\":" + Num(m.wall_seconds);
   s += ",\"peak_rss_mb\":" + Num(m.peak_rss_mb);

@@ -21,6 +21,10 @@ struct EpochMetrics {
   double peak_rss_mb = 0;
   double learning_rate = 0;
   int world_size = 1;
+  // Language models (text data): losses are nats per character; no test split.
+  bool has_test = true;
+  double val_bits_per_char = -1;  // val_loss / ln 2; written when >= 0
+  double tokens_per_sec = -1;     // predictions per second; written when >= 0
 };
 
 std::string ToJsonLine(const EpochMetrics& m);

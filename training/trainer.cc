@@ -16,7 +16,9 @@
 #include "runtime/comm/mpi_communicator.h"
 #include "common/sysinfo.h"
 #include "kernels/cpu/gemm.h"
+#include "runtime/core/sequence_loss.h"
 #include "training/preemption.h"
+#include "training/heartbeat.h"
 #include "training/progress.h"
 
 namespace lockstep {
@@ -105,47 +107,30 @@ Status Trainer::SetUp() {
   kernels::cpu::SetBlasThreads(threads);
 
   backend_ = CreateCpuBackend();
-  std::string dir = options_.dataset_dir_override.empty() ? r.data().path() : options_.dataset_dir_override;
-  if (dir.empty()) dir = data::kFashionMnistDefaultDir;
-  LS_ASSIGN_OR_RETURN(dataset_, data::LoadFashionMnist(dir, r.data().validation_samples()));
+  LS_ASSIGN_OR_RETURN(data_, LoadTrainingData(recipe_, options_.dataset_dir_override));
 
-  const data::ImageDataset& train = dataset_.train;
   Shape input_shape(r.model().input_shape().begin(), r.model().input_shape().end());
-  Shape data_shape = {train.height, train.width, train.channels};
+  Shape data_shape = data_->sample_shape();
   if (input_shape.empty()) input_shape = data_shape;
   if (NumElements(input_shape) != NumElements(data_shape)) {
     return InvalidArgumentError(recipe_.path + ": model.input_shape " + ShapeToString(input_shape) +
                                 " does not hold a dataset sample of shape " + ShapeToString(data_shape));
   }
-  LS_ASSIGN_OR_RETURN(model_, BuildModel(recipe_, backend_.get(), input_shape));
+  LS_ASSIGN_OR_RETURN(model_, BuildModel(recipe_, backend_.get(), input_shape, data_->vocab_size()));
   model_->InitializeParameters(r.training().seed());
   loss_kind_ = ToLossKind(r.loss());
+  const int64_t targets = data_->targets_per_sample();
+  if (targets > 1 && (model_->output_shape().size() != 2 || model_->output_shape()[0] != targets)) {
+    return InvalidArgumentError(recipe_.path + ": a language model must output (" + std::to_string(targets) +
+                                ", vocabulary) per sample (one prediction per position), the model outputs " +
+                                ShapeToString(model_->output_shape()));
+  }
 
   accumulation_ = std::max(1, r.distributed().gradient_accumulation_steps());
   LS_ASSIGN_OR_RETURN(data::MicroBatchPlan plan,
                       data::DistributedSampler::Plan(r.training().global_batch_size(), world_size_, accumulation_));
   micro_batch_ = plan.micro_batch;
-  data::SamplerOptions so;
-  data::IndexRange train_range = dataset_.TrainRange();
-  if (r.data().train_samples() < 0 || r.data().train_samples() > train_range.size()) {
-    return InvalidArgumentError(recipe_.path + ": data.train_samples " + std::to_string(r.data().train_samples()) +
-                                " is outside [0, " + std::to_string(train_range.size()) +
-                                "] (the training split after validation_samples)");
-  }
-  if (r.data().train_samples() > 0) train_range.end = train_range.begin + r.data().train_samples();
-  so.range_begin = train_range.begin;
-  so.range_end = train_range.end;
-  so.global_batch = r.training().global_batch_size();
-  so.seed = r.training().seed();
-  so.shuffle = true;
-  so.drop_last = r.training().drop_last();
-  sampler_ = std::make_unique<data::DistributedSampler>(so);
-  if (sampler_->StepsPerEpoch() == 0) {
-    return InvalidArgumentError(recipe_.path + ": training.global_batch_size " + std::to_string(so.global_batch) +
-                                " is larger than the " + std::to_string(so.range_end - so.range_begin) +
-                                " training samples");
-  }
-  int64_t epoch_steps = sampler_->StepsPerEpoch() * std::max<int64_t>(r.training().epochs(), 0);
+  int64_t epoch_steps = data_->StepsPerEpoch() * std::max<int64_t>(r.training().epochs(), 0);
   total_steps_ = r.training().max_steps() > 0
                      ? (epoch_steps > 0 ? std::min(epoch_steps, r.training().max_steps()) : r.training().max_steps())
                      : epoch_steps;
@@ -176,12 +161,12 @@ Status Trainer::SetUp() {
   Shape in = input_shape;
   in.insert(in.begin(), micro_batch_);
   input_ = Tensor::Empty(*backend_, in, DType::kFloat32);
-  labels_ = Tensor::Empty(*backend_, {micro_batch_}, DType::kInt32);
+  labels_ = Tensor::Empty(*backend_, {micro_batch_ * targets}, DType::kInt32);
   Shape out = model_->output_shape();
   out.insert(out.begin(), micro_batch_);
   doutput_ = Tensor::Empty(*backend_, out, DType::kFloat32);
   host_images_.resize(static_cast<size_t>(micro_batch_ * sample_elems));
-  host_labels_.resize(static_cast<size_t>(micro_batch_));
+  host_labels_.resize(static_cast<size_t>(micro_batch_ * targets));
 
   if (!options_.run_dir.empty() && rank_ == 0) LS_RETURN_IF_ERROR(MakeDirs(options_.run_dir));
   return Status::Ok();
@@ -244,9 +229,11 @@ int64_t Trainer::optimizer_state_bytes() {
 float Trainer::LearningRate() const { return LearningRateAt(schedule_, global_step_); }
 
 Result<LossValue> Trainer::Step(int64_t epoch, int64_t step_in_epoch, int64_t* samples) {
-  std::vector<int64_t> global = sampler_->GlobalBatch(epoch, step_in_epoch);
-  *samples = static_cast<int64_t>(global.size());
-  const float grad_scale = 1.0f / static_cast<float>(global.size());
+  std::vector<int64_t> global = data_->GlobalBatch(epoch, step_in_epoch);
+  // Losses are means over predictions: one per image, one per position of a window.
+  const int64_t targets = data_->targets_per_sample();
+  *samples = static_cast<int64_t>(global.size()) * targets;
+  const float grad_scale = 1.0f / static_cast<float>(*samples);
   const config::Recipe& r = recipe_.recipe;
   // Loss sum, correct count, and whether any rank wants a checkpoint after this step
   // (a request, or rank 0's clock for checkpoint.every_seconds): reduced together, so
@@ -261,7 +248,7 @@ Result<LossValue> Trainer::Step(int64_t epoch, int64_t step_in_epoch, int64_t* s
   if (PreemptionSignal() != 0) local[3] = 1;
   bool grads_written = false;
   for (int micro = 0; micro < accumulation_; ++micro) {
-    data::RankSliceInfo slice = sampler_->RankSlice(global, rank_, world_size_, accumulation_, micro);
+    data::RankSliceInfo slice = data::DistributedSampler::RankSlice(global, rank_, world_size_, accumulation_, micro);
     const std::vector<int64_t>& mine = slice.indices;
     int64_t n = static_cast<int64_t>(mine.size());
     bool last_micro = micro + 1 == accumulation_;
@@ -276,16 +263,16 @@ Result<LossValue> Trainer::Step(int64_t epoch, int64_t step_in_epoch, int64_t* s
     // Dropout masks are keyed by the sample's position in the global batch, so they
     // are the same whichever rank (and world size) processes the sample.
     ctx.first_global_row = slice.first_position;
-    data::GatherBatch(dataset_.train, mine.data(), n, host_images_.data(), host_labels_.data());
+    data_->GatherTrain(mine.data(), n, host_images_.data(), host_labels_.data());
     Shape s = input_.shape();
     s[0] = n;
     Tensor x = input_.Subview(0, s);
-    Tensor y = labels_.Subview(0, {n});
+    Tensor y = labels_.Subview(0, {n * targets});
     backend_->CopyFromHost(x.raw(), host_images_.data(), x.nbytes());
     backend_->CopyFromHost(y.raw(), host_labels_.data(), y.nbytes());
     Tensor out = model_->Forward(ctx, x);
     Tensor dout = doutput_.Subview(0, out.shape());
-    LossValue v = ComputeLoss(*backend_, loss_kind_, out, y, grad_scale, &dout);
+    LossValue v = ComputeModelLoss(out, y, grad_scale, &dout);
     local[0] += v.sum;
     local[1] += static_cast<double>(v.correct);
     if (last_micro && zero_stage_ == 0) {
@@ -348,7 +335,7 @@ Status Trainer::SynchronizeAndUpdate() {
 }
 
 Status Trainer::TrainSteps(int64_t steps) {
-  int64_t per_epoch = sampler_->StepsPerEpoch();
+  int64_t per_epoch = data_->StepsPerEpoch();
   for (int64_t i = 0; i < steps; ++i) {
     int64_t samples = 0;
     LS_ASSIGN_OR_RETURN(LossValue v, Step(global_step_ / per_epoch, global_step_ % per_epoch, &samples));
@@ -361,34 +348,32 @@ Status Trainer::TrainSteps(int64_t steps) {
   return Status::Ok();
 }
 
-Result<EvalResult> Trainer::Evaluate(const data::ImageDataset& ds, data::IndexRange range) {
-  data::IndexRange shard = data::DistributedSampler::EvalShard(range, rank_, world_size_);
-  int64_t batch = recipe_.recipe.training().eval_batch_size();
+Result<EvalResult> Trainer::Evaluate(int split) {
+  const int64_t items = data_->EvalSplits().at(static_cast<size_t>(split)).items;
+  data::IndexRange shard = data::DistributedSampler::EvalShard({0, items}, rank_, world_size_);
+  const int64_t batch = recipe_.recipe.training().eval_batch_size();
+  const int64_t targets = data_->targets_per_sample();
   Shape in = model_->input_shape();
-  int64_t sample_elems = NumElements(in);
-  std::vector<float> images(static_cast<size_t>(batch * sample_elems));
-  std::vector<int32_t> labels(static_cast<size_t>(batch));
-  std::vector<int64_t> idx;
+  std::vector<float> inputs(static_cast<size_t>(batch * NumElements(in)));
+  std::vector<int32_t> labels(static_cast<size_t>(batch * targets));
   in.insert(in.begin(), batch);
   Tensor x_all = Tensor::Empty(*backend_, in, DType::kFloat32);
-  Tensor y_all = Tensor::Empty(*backend_, {batch}, DType::kInt32);
+  Tensor y_all = Tensor::Empty(*backend_, {batch * targets}, DType::kInt32);
   double sums[2] = {0, 0};  // loss sum, correct
   StepContext ctx;
   ctx.backend = backend_.get();
   ctx.training = false;
   for (int64_t b = shard.begin; b < shard.end; b += batch) {
     int64_t n = std::min(batch, shard.end - b);
-    idx.resize(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) idx[static_cast<size_t>(i)] = b + i;
-    data::GatherBatch(ds, idx.data(), n, images.data(), labels.data());
+    data_->GatherEval(split, b, n, inputs.data(), labels.data());
     Shape s = x_all.shape();
     s[0] = n;
     Tensor x = x_all.Subview(0, s);
-    Tensor y = y_all.Subview(0, {n});
-    backend_->CopyFromHost(x.raw(), images.data(), x.nbytes());
+    Tensor y = y_all.Subview(0, {n * targets});
+    backend_->CopyFromHost(x.raw(), inputs.data(), x.nbytes());
     backend_->CopyFromHost(y.raw(), labels.data(), y.nbytes());
     Tensor out = model_->Forward(ctx, x);
-    LossValue v = ComputeLoss(*backend_, loss_kind_, out, y, 0.0f, nullptr);
+    LossValue v = ComputeModelLoss(out, y, 0.0f, nullptr);
     sums[0] += v.sum;
     sums[1] += static_cast<double>(v.correct);
   }
@@ -396,7 +381,7 @@ Result<EvalResult> Trainer::Evaluate(const data::ImageDataset& ds, data::IndexRa
   if (reduced.code() == StatusCode::kDeadlineExceeded) AbortJob(reduced);
   LS_RETURN_IF_ERROR(reduced);
   EvalResult result;
-  result.samples = range.end - range.begin;
+  result.samples = items * targets;
   if (result.samples > 0) {
     result.loss = sums[0] / static_cast<double>(result.samples);
     result.accuracy = sums[1] / static_cast<double>(result.samples);
@@ -404,8 +389,14 @@ Result<EvalResult> Trainer::Evaluate(const data::ImageDataset& ds, data::IndexRa
   return result;
 }
 
+LossValue Trainer::ComputeModelLoss(const Tensor& out, const Tensor& targets, float grad_scale, Tensor* dout) {
+  if (data_->targets_per_sample() > 1) return SequenceSoftmaxCrossEntropy(*backend_, out, targets, grad_scale, dout);
+  return ComputeLoss(*backend_, loss_kind_, out, targets, grad_scale, dout);
+}
+
 Result<EpochMetrics> Trainer::Run() {
   InstallPreemptionHandlers();
+  StartHeartbeat(rank_, world_size_);  // no-op unless started by `lockstep launch`
   const config::Recipe& r = recipe_.recipe;
   bool leader = rank_ == 0;
   ProgressReporter progress(leader && options_.show_progress, r.training().log_every_steps());
@@ -417,7 +408,7 @@ Result<EpochMetrics> Trainer::Run() {
     progress.Line(model_->Summary());
   }
   const double run_start = NowSeconds();
-  const int64_t per_epoch = sampler_->StepsPerEpoch();
+  const int64_t per_epoch = data_->StepsPerEpoch();
   const int64_t epochs = (total_steps_ + per_epoch - 1) / per_epoch;
   // --stop-at-step ends this process early without changing the schedule.
   const int64_t stop_step =
@@ -447,12 +438,18 @@ Result<EpochMetrics> Trainer::Run() {
       double elapsed = NowSeconds() - epoch_start;
       progress.Update(s + 1, mean, static_cast<double>(correct) / static_cast<double>(samples),
                       static_cast<double>(samples) / std::max(elapsed, 1e-9));
+      ReportHeartbeat(global_step_, n ? v.sum / static_cast<double>(n) : 0.0,
+                      static_cast<double>(samples) / std::max(elapsed, 1e-9));
       LS_RETURN_IF_ERROR(MaybeCheckpoint());
       if (preemption_agreed_) return Preempt();
     }
     double train_seconds = NowSeconds() - epoch_start;
-    LS_ASSIGN_OR_RETURN(EvalResult val, Evaluate(dataset_.train, dataset_.ValidationRange()));
-    LS_ASSIGN_OR_RETURN(EvalResult test, Evaluate(dataset_.test, data::IndexRange{0, dataset_.test.count}));
+    LS_ASSIGN_OR_RETURN(EvalResult val, Evaluate(0));
+    EvalResult test;
+    m.has_test = data_->EvalSplits().size() > 1;
+    if (m.has_test) {
+      LS_ASSIGN_OR_RETURN(test, Evaluate(1));
+    }
     m.epoch = epoch + 1;
     m.step = global_step_;
     m.train_loss = samples ? loss_sum / static_cast<double>(samples) : 0;
@@ -461,7 +458,12 @@ Result<EpochMetrics> Trainer::Run() {
     m.val_accuracy = val.accuracy;
     m.test_loss = test.loss;
     m.test_accuracy = test.accuracy;
-    m.samples_per_sec = static_cast<double>(samples) / std::max(train_seconds, 1e-9);
+    const int64_t per_sample = data_->targets_per_sample();
+    m.samples_per_sec = static_cast<double>(samples / per_sample) / std::max(train_seconds, 1e-9);
+    if (per_sample > 1) {
+      m.tokens_per_sec = static_cast<double>(samples) / std::max(train_seconds, 1e-9);
+      m.val_bits_per_char = m.val_loss / std::log(2.0);
+    }
     m.epoch_seconds = NowSeconds() - epoch_start;
     m.wall_seconds = NowSeconds() - run_start;
     m.peak_rss_mb = PeakRssMiB();
@@ -469,8 +471,9 @@ Result<EpochMetrics> Trainer::Run() {
     m.world_size = world_size_;
     progress.EndEpoch("epoch " + std::to_string(m.epoch) + "/" + std::to_string(epochs) + ": loss " +
                       Fixed(m.train_loss, 4) + " acc " + Fixed(m.train_accuracy, 4) + " | val loss " +
-                      Fixed(m.val_loss, 4) + " acc " + Fixed(m.val_accuracy, 4) + " | test loss " +
-                      Fixed(m.test_loss, 4) + " acc " + Fixed(m.test_accuracy, 4) + " | " +
+                      Fixed(m.val_loss, 4) + " acc " + Fixed(m.val_accuracy, 4) +
+                      (m.has_test ? " | test loss " + Fixed(m.test_loss, 4) + " acc " + Fixed(m.test_accuracy, 4)
+                                  : " (" + Fixed(m.val_bits_per_char, 3) + " bits/char)") + " | " +
                       Fixed(m.samples_per_sec, 0) + " samples/s, " + Fixed(m.epoch_seconds, 1) +
                       " s, peak RSS " + Fixed(m.peak_rss_mb, 0) + " MiB");
     if (leader && !options_.run_dir.empty()) {

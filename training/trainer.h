@@ -18,9 +18,9 @@
 #include "runtime/core/model.h"
 #include "runtime/core/optimizer.h"
 #include "runtime/core/recipe.h"
-#include "runtime/data/fashion_mnist.h"
 #include "runtime/data/sampler.h"
 #include "training/metrics.h"
+#include "training/training_data.h"
 
 namespace lockstep {
 
@@ -54,17 +54,17 @@ class Trainer {
   Result<EpochMetrics> Run();
   // Runs exactly `steps` optimiser steps from the current position (tests, benchmarks).
   Status TrainSteps(int64_t steps);
-  // Evaluates on [begin, end) of `dataset`.
-  // Evaluates on [begin, end) of `dataset`, sharded over ranks and reduced: every rank
-  // gets exactly the single-rank result.
-  Result<EvalResult> Evaluate(const data::ImageDataset& dataset, data::IndexRange range);
+  // Evaluates on split `split` of data().EvalSplits() (0: validation, 1: test when
+  // present), sharded over ranks and reduced: every rank gets exactly the single-rank
+  // result. Losses are per prediction (per image, or nats per character).
+  Result<EvalResult> Evaluate(int split);
 
   Model& model() { return *model_; }
   Optimizer& optimizer() { return *optimizer_; }
   const LoadedRecipe& recipe() const { return recipe_; }
-  const data::FashionMnist& dataset() const { return dataset_; }
+  const TrainingData& data() const { return *data_; }
   int64_t global_step() const { return global_step_; }
-  int64_t steps_per_epoch() const { return sampler_->StepsPerEpoch(); }
+  int64_t steps_per_epoch() const { return data_->StepsPerEpoch(); }
   double last_step_loss() const { return last_step_loss_; }
   int rank() const { return rank_; }
   int world_size() const { return world_size_; }
@@ -102,6 +102,8 @@ class Trainer {
   // loss sum and correct count (reduced over ranks); *samples = global batch size.
   Result<LossValue> Step(int64_t epoch, int64_t step_in_epoch, int64_t* samples);
   Status SynchronizeAndUpdate();
+  // Softmax cross-entropy per image, or per position for a language model.
+  LossValue ComputeModelLoss(const Tensor& out, const Tensor& targets, float grad_scale, Tensor* dout);
   float LearningRate() const;
   // Checkpoint service on its own communicator; stale .tmp directories removed.
   Status SetUpCheckpoints();
@@ -120,8 +122,7 @@ class Trainer {
   TrainOptions options_;
   LoadedRecipe recipe_;
   std::unique_ptr<Backend> backend_;
-  data::FashionMnist dataset_;
-  std::unique_ptr<data::DistributedSampler> sampler_;
+  std::unique_ptr<TrainingData> data_;
   std::unique_ptr<Model> model_;
   std::unique_ptr<Optimizer> optimizer_;
   ScheduleConfig schedule_;

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "runtime/core/reshape_layer.h"
+#include "runtime/core/sequence_loss.h"
 #include "runtime/core/sequence_layers.h"
 
 namespace lockstep {
@@ -192,7 +193,8 @@ std::string CheckSequenceLayerFields(const config::Layer& l) {
                        : e;
     }
     case config::Layer::kTimeDistributedDense:
-      return positive("time_distributed_dense.units", l.time_distributed_dense().units());
+      return non_negative("time_distributed_dense.units", l.time_distributed_dense().units(),
+                          "the dataset's vocabulary");
     default: return "";
   }
 }
@@ -210,9 +212,16 @@ Status ValidateRecipe(const config::Recipe& r) {
   if (t.epochs() < 0 || t.max_steps() < 0 || t.eval_batch_size() < 0 || t.threads() < 0) {
     return InvalidArgumentError("training: epochs, max_steps, eval_batch_size and threads must be >= 0");
   }
-  if (!r.data().dataset().empty() && r.data().dataset() != "fashion_mnist") {
-    return InvalidArgumentError("data.dataset: unknown dataset \"" + r.data().dataset() +
-                                "\" (expected fashion_mnist)");
+  const std::string& dataset = r.data().dataset();
+  if (!dataset.empty() && dataset != "fashion_mnist" && dataset != "text") {
+    return InvalidArgumentError("data.dataset: unknown dataset \"" + dataset + "\" (expected fashion_mnist or text)");
+  }
+  if (dataset == "text" && r.data().sequence_length() <= 0) {
+    return InvalidArgumentError("data.sequence_length must be > 0 for the text dataset (characters per window)");
+  }
+  if (r.data().has_validation_fraction() &&
+      (r.data().validation_fraction() < 0 || r.data().validation_fraction() >= 1)) {
+    return InvalidArgumentError("data.validation_fraction must be in [0, 1)");
   }
   if (r.optimizer().clip_global_norm() < 0) {
     return InvalidArgumentError("optimizer.clip_global_norm must be >= 0");
@@ -489,7 +498,15 @@ Result<std::unique_ptr<Model>> BuildModel(const LoadedRecipe& loaded, Backend* b
         }
         act = d.activation();
         Activation fused = Fusable(act) ? ToActivation(act) : Activation::kIdentity;
-        LS_RETURN_IF_ERROR(add(MakeTimeDistributedDense(d.units(), !d.no_bias(), fused), i));
+        int64_t units = d.units();
+        if (units == 0) {  // a language model's output layer: one logit per character
+          if (dataset_vocab_size <= 0) {
+            return fail(InvalidArgumentError("time_distributed_dense.units is 0 (= the dataset's vocabulary), "
+                                             "but this dataset has no vocabulary; set units"));
+          }
+          units = dataset_vocab_size;
+        }
+        LS_RETURN_IF_ERROR(add(MakeTimeDistributedDense(units, !d.no_bias(), fused), i));
         if (Fusable(act)) act = config::LINEAR;
         break;
       }
@@ -499,7 +516,11 @@ Result<std::unique_ptr<Model>> BuildModel(const LoadedRecipe& loaded, Backend* b
       LS_RETURN_IF_ERROR(add(MakeActivation(ToActivation(act)), i));
     }
   }
-  LS_RETURN_IF_ERROR(ValidateLoss(ToLossKind(r.loss()), shape).WithContext(loaded.path + ": loss"));
+  // A (T, vocab) output is a language model: softmax cross-entropy per time step.
+  Status loss_ok = shape.size() == 2 && ToLossKind(r.loss()) == LossKind::kSoftmaxCrossEntropy
+                       ? ValidateSequenceLoss(shape)
+                       : ValidateLoss(ToLossKind(r.loss()), shape);
+  LS_RETURN_IF_ERROR(loss_ok.WithContext(loaded.path + ": loss"));
   return Model::Create(backend, input_shape, std::move(layers), std::move(labels));
 }
 

@@ -293,8 +293,8 @@ INSTANTIATE_TEST_SUITE_P(
                       FieldError{"self_attention {}", "self_attention.heads must be > 0"},
                       FieldError{"transformer_block { heads: 2 mlp_hidden: -4 }",
                                  "transformer_block.mlp_hidden must be >= 0"},
-                      FieldError{"time_distributed_dense { activation: RELU }",
-                                 "time_distributed_dense.units must be > 0"}));
+                      FieldError{"time_distributed_dense { units: -3 activation: RELU }",
+                                 "time_distributed_dense.units must be >= 0"}));
 
 TEST(RecipeSequence, SoftmaxOnATimeDistributedDenseOnlyLast) {
   std::string text = SequenceRecipe("  layers { reshape { shape: [28, 28] } }\n"

@@ -97,6 +97,9 @@ INSTANTIATE_TEST_SUITE_P(
                               "--set data.train_samples=146 --set training.drop_last=false"},
                       Variant{"cnn", "cnn48.pbtxt", ""},
                       Variant{"lstm", "lstm48.pbtxt", ""},
+                      Variant{"charlm_transformer", "charlm48.pbtxt", ""},
+                      Variant{"charlm_lstm_accumulate2_zero1", "charlstm48.pbtxt",
+                              "--set distributed.gradient_accumulation_steps=2 --set distributed.zero_stage=1"},
                       Variant{"cnn_accumulate2_zero1", "cnn48.pbtxt",
                               "--set distributed.gradient_accumulation_steps=2 --set distributed.zero_stage=1"}),
     [](const ::testing::TestParamInfo<Variant>& i) { return std::string(i.param.name); });

@@ -125,6 +125,7 @@ INSTANTIATE_TEST_SUITE_P(
     Models, ExactResume,
     ::testing::Values(ExactCase{"mlp", "mlp48.pbtxt", 1, ""},
                       ExactCase{"cnn", "cnn48.pbtxt", 1, ""},
+                      ExactCase{"charlm_transformer", "charlm48.pbtxt", 1, ""},
                       ExactCase{"mlp_2ranks_zero1_sync", "mlp48.pbtxt", 2,
                                 "--set distributed.zero_stage=1 --set checkpoint.async=false"}),
     [](const ::testing::TestParamInfo<ExactCase>& i) { return std::string(i.param.name); });

@@ -58,9 +58,9 @@ TEST(Trainer, ShortRunLowersTheLoss) {
   REQUIRE_DATASET();
   auto t = MakeTrainer();
   ASSERT_TRUE(t);
-  EvalResult before = *t->Evaluate(t->dataset().train, t->dataset().ValidationRange());
+  EvalResult before = *t->Evaluate(0);
   ASSERT_TRUE(t->TrainSteps(150).ok());
-  EvalResult after = *t->Evaluate(t->dataset().train, t->dataset().ValidationRange());
+  EvalResult after = *t->Evaluate(0);
   EXPECT_LT(after.loss, 0.6 * before.loss) << "before " << before.loss << " after " << after.loss;
   EXPECT_GT(after.accuracy, 0.65);
   EXPECT_EQ(after.samples, 5000);
@@ -75,6 +75,7 @@ TEST(Trainer, RunWritesOneMetricsLinePerEpoch) {
   o.overrides = {"training.max_steps=60", "training.epochs=1"};
   o.run_dir = dir;
   o.show_progress = false;
+  o.resume = "none";  // an earlier run's checkpoints in this directory must not count
   auto t = Trainer::Create(o);
   ASSERT_TRUE(t.ok()) << t.status().ToString();
   auto m = (*t)->Run();
