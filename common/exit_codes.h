@@ -13,6 +13,7 @@ enum ExitCode : int {
   kExitDataError = 3,         // dataset missing, truncated or corrupt
   kExitCheckpointError = 4,   // checkpoint missing, corrupt or incompatible
   kExitPeerTimeout = 5,       // a collective or peer missed its deadline
+  kExitRestartsExhausted = 6, // lockstep launch: the job kept failing, fault.max_restarts used up
   kExitRequeue = 75,          // preempted: state saved, run again to resume (EX_TEMPFAIL)
 };
 

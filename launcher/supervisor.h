@@ -14,9 +14,6 @@
 
 namespace lockstep {
 
-// Exit codes of `lockstep launch` beyond common/exit_codes.h (documented in README).
-constexpr int kExitRestartsExhausted = 6;  // the job kept failing; max restarts used up
-
 struct SupervisorOptions {
   LoadedCluster cluster;
   LaunchRequest request;   // control_env is filled in by the supervisor

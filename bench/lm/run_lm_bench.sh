@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Language-model throughput, lockstep vs PyTorch on the same cores, measured in one
+# run: bench_lm with 1 rank x 1 thread and 2 ranks x 1 thread (mpirun), then
+# bench/lm/pytorch_lm_reference.py with 1 and 2 threads; prints tokens/s and the
+# lockstep/PyTorch ratio per model and core count (goal >= 1.0x), and the bigram
+# baseline the recipes must beat by 25%.
+# Usage: bench/lm/run_lm_bench.sh [build-dir] [steps]
+set -euo pipefail
+BUILD=${1:-build}
+STEPS=${2:-20}
+HERE=$(cd "$(dirname "$0")" && pwd)
+MPIRUN=(mpirun --allow-run-as-root --oversubscribe --mca mpi_yield_when_idle 1 --bind-to none)
+
+# Each run's own table goes to stdout (fd 3) as it ends; its JSON lines are kept for the summary.
+exec 3>&1
+run() {
+  local out
+  out=$("$@") || { printf '%s\n' "$out" >&2; echo "FAILED: $*" >&2; return 1; }
+  printf '%s\n' "$out" | grep -v "^{" >&3 || true; printf '%s\n' "$out" | grep '^{' || true
+}
+echo "# lockstep, 1 rank x 1 thread" >&3
+ours=$(run "$BUILD/bin/bench_lm" -t 1 -n "$STEPS")
+echo "# lockstep, 2 ranks x 1 thread" >&3
+ours+=$'\n'$(run "${MPIRUN[@]}" -np 2 "$BUILD/bin/bench_lm" -t 1 -n "$STEPS" --header false)
+# Passive OpenMP waiting: with busy-waiting (libgomp's default) PyTorch's threads spin
+# against each other and against other work on a loaded node, and 2 threads can run
+# 20x slower than 1. Passive was never slower in our runs; set OMP_WAIT_POLICY to override.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
+theirs=""
+for t in 1 2; do
+  echo "# PyTorch, $t thread(s), OMP_WAIT_POLICY=$OMP_WAIT_POLICY" >&3
+  theirs+=$(run python3 "$HERE/pytorch_lm_reference.py" -t "$t" -n "$STEPS")$'\n'
+done
+python3 - "$ours" "$theirs" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in sys.argv[1].splitlines() if l.strip()]
+ours = [r for r in rows if r["bench"] == "lm"]
+bigram = next((r for r in rows if r["bench"] == "lm_bigram"), None)
+theirs = {(r["model"], r["threads"]): r for r in (json.loads(l) for l in sys.argv[2].splitlines() if l.strip())}
+print()
+print("# tokens/s = steps x global batch x seq_len / time; cores = ranks x threads (lockstep) = threads (PyTorch)")
+print(f"{'model':<20} {'cores':>5} {'lockstep':>10} {'pytorch':>10} {'ratio':>7} {'goal':>6} {'rss_MiB':>8}")
+print(f"{'':<20} {'':>5} {'(tok/s)':>10} {'(tok/s)':>10} {'(l/p)':>7} {'':>6} {'(peak)':>8}")
+out = []
+for r in ours:
+    cores = r["ranks"] * r["threads"]
+    t = theirs.get((r["model"], cores))
+    p = f"{t['tokens_per_sec']:>10.0f}" if t else f"{'-':>10}"
+    ratio = r["tokens_per_sec"] / t["tokens_per_sec"] if t else None
+    rs = f"{ratio:>7.2f}" if ratio else f"{'-':>7}"
+    goal = ("ok" if ratio >= 1.0 else "below") if ratio else "-"
+    print(f"{r['model']:<20} {cores:>5} {r['tokens_per_sec']:>10.0f} {p} {rs} {goal:>6} {r['peak_rss_mb']:>8.0f}")
+    out.append({"bench": "lm_vs_pytorch", "model": r["model"], "ranks": r["ranks"], "threads": r["threads"],
+                "lockstep_tokens_per_sec": r["tokens_per_sec"],
+                "pytorch_tokens_per_sec": t["tokens_per_sec"] if t else None,
+                "ratio": round(ratio, 3) if ratio else None})
+if not theirs:
+    print("# PyTorch is not installed (pip install torch): no ratios")
+if bigram:
+    print(f"# bigram baseline (add-one) on the recipes' validation targets ({bigram['predictions']} predictions): "
+          f"{bigram['nats_per_char']:.4f} nats/char = {bigram['bits_per_char']:.4f} bits/char; "
+          f"goal (25% better): < {bigram['threshold_nats_per_char']:.4f} nats/char = "
+          f"{bigram['threshold_bits_per_char']:.4f} bits/char")
+for o in out:
+    print(json.dumps(o))
+if bigram:
+    print(json.dumps(bigram))
+PY
