@@ -58,15 +58,18 @@ Status Trainer::SetUpCheckpoints() {
   wo.coordinator = checkpoint_coordinator_.get();
   wo.retention.keep_last = c.keep_last();
   wo.retention.keep_every_steps = c.keep_every_steps();
-  wo.deadline = std::chrono::milliseconds(static_cast<int64_t>(c.timeout_seconds() * 1000.0));
+  wo.deadline = CheckpointDeadline();
   LS_ASSIGN_OR_RETURN(checkpoint_service_, ckpt::CheckpointService::Create(wo, c.async()));
   return Status::Ok();
 }
 
+std::chrono::milliseconds Trainer::CheckpointDeadline() const {
+  return std::chrono::milliseconds(static_cast<int64_t>(recipe_.recipe.checkpoint().timeout_seconds() * 1000.0));
+}
+
 Status Trainer::Resume() {
   if (options_.resume == "none" || !checkpoint_coordinator_) return Status::Ok();
-  const std::chrono::milliseconds deadline(
-      static_cast<int64_t>(recipe_.recipe.checkpoint().timeout_seconds() * 1000.0));
+  const std::chrono::milliseconds deadline = CheckpointDeadline();
   // Rank 0 chooses ("" = start fresh, "D<dir>", "E<error>"); every rank follows.
   std::string decision;
   if (rank_ == 0) {
@@ -210,29 +213,27 @@ Status Trainer::SaveCheckpoint(const std::string& reason) {
     LS_LOG(INFO) << "checkpoint at step " << global_step_ << " (" << reason << ")"
                  << (checkpoint_service_->async() ? ", persisting in the background" : "");
   }
-  if (!submitted.ok()) {
+  if (!submitted.ok()) {  // this save failed (synchronous mode): report it, code and all
     checkpoint_failures_seen_ = checkpoint_service_->stats().failures;
-    return ApplyFailurePolicy(CheckpointError(submitted.message()));
+    return ApplyFailurePolicy(submitted);
   }
   // Submit waited for the previous asynchronous save, so every rank learns of its
   // failure here, at the same step (never from the service thread's own timing).
-  ckpt::ServiceStats stats = checkpoint_service_->stats();
-  if (stats.failures > checkpoint_failures_seen_) {
-    checkpoint_failures_seen_ = stats.failures;
-    return ApplyFailurePolicy(CheckpointError(stats.last_error));
-  }
-  return Status::Ok();
+  return ApplyFailurePolicy(UnreportedSaveFailure(Status::Ok()));
 }
 
 Status Trainer::FinishCheckpoints() {
   if (!checkpoint_service_) return Status::Ok();
-  Status last = checkpoint_service_->WaitIdle();
-  ckpt::ServiceStats stats = checkpoint_service_->stats();
-  if (stats.failures > checkpoint_failures_seen_) {
-    checkpoint_failures_seen_ = stats.failures;
-    return ApplyFailurePolicy(CheckpointError(last.ok() ? stats.last_error : last.message()));
-  }
-  return Status::Ok();
+  return ApplyFailurePolicy(UnreportedSaveFailure(checkpoint_service_->WaitIdle()));
+}
+
+Status Trainer::UnreportedSaveFailure(const Status& known) {
+  const ckpt::ServiceStats stats = checkpoint_service_->stats();
+  if (stats.failures <= checkpoint_failures_seen_) return Status::Ok();
+  checkpoint_failures_seen_ = stats.failures;
+  // `known` keeps the failure's code (a missed deadline must end the job); only the
+  // message survives of a failure the service recorded in the background.
+  return known.ok() ? CheckpointError(stats.last_error) : known;
 }
 
 Status Trainer::ApplyFailurePolicy(const Status& save) {

@@ -116,6 +116,10 @@ class Trainer {
   Status MaybeCheckpoint();
   // After an agreed preemption signal: save, wait for the save, return kPreempted.
   Status Preempt();
+  // A save failure not yet reported to the loop (OK when none): `known` when it holds
+  // the failure, else the service's recorded error. Marks it reported.
+  Status UnreportedSaveFailure(const Status& known);
+  std::chrono::milliseconds CheckpointDeadline() const;
   // A failed save: logged and tolerated, or an error, per checkpoint.on_failure.
   Status ApplyFailurePolicy(const Status& save);
 

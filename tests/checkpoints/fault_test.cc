@@ -77,26 +77,14 @@ TEST(SaveFaults, FailedFsyncIsReported) {
 TEST(SaveFaults, InvalidInputOnOneRankFailsEveryRank) {
   ScopedTempDir tmp;
   auto s = MakeState(3);
-  auto coords = MakeThreadCoordinators(2);
-  std::vector<Status> st(2);
-  std::vector<std::thread> threads;
+  auto outcomes = testing::SaveOnRanks(tmp.path(), s, 2, {}, nullptr, [](int r, std::vector<ShardSlice>* slices) {
+    if (r == 1) (*slices)[0].buffer = "nonexistent";
+  });
   for (int r = 0; r < 2; ++r) {
-    threads.emplace_back([&, r] {
-      WriterOptions o;
-      o.run_dir = tmp.path();
-      o.coordinator = coords[r].get();
-      auto slices = testing::EvenSlices(s, 2, r);
-      if (r == 1) slices[0].buffer = "nonexistent";
-      auto saved = SaveCheckpoint(o, s.meta, slices);
-      st[r] = saved.ok() ? Status::Ok() : saved.status();
-    });
-  }
-  for (auto& t : threads) t.join();
-  for (int r = 0; r < 2; ++r) {
-    EXPECT_EQ(st[r].code(), StatusCode::kInvalidArgument);
-    EXPECT_NE(st[r].message().find("rank 1: slice of unknown buffer 'nonexistent'"),
-              std::string::npos)
-        << st[r].message();
+    const Status& st = outcomes[r].status;
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(st.message().find("rank 1: slice of unknown buffer 'nonexistent'"), std::string::npos)
+        << st.message();
   }
   EXPECT_FALSE(PosixFileSystem()->Exists(tmp.path() + "/checkpoints/step-00000003.tmp"));
 }

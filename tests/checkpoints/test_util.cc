@@ -69,7 +69,8 @@ std::vector<ShardSlice> EvenSlices(const TestState& s, int world, int rank) {
 
 std::vector<RankOutcome> SaveOnRanks(const std::string& run_dir, const TestState& s, int world,
                                      RetentionPolicy retention,
-                                     const std::function<FileSystem*(int)>& fs_for_rank) {
+                                     const std::function<FileSystem*(int)>& fs_for_rank,
+                                     const std::function<void(int, std::vector<ShardSlice>*)>& edit_slices) {
   auto coords = MakeThreadCoordinators(world);
   std::vector<RankOutcome> out(world);
   std::vector<std::thread> threads;
@@ -83,7 +84,9 @@ std::vector<RankOutcome> SaveOnRanks(const std::string& run_dir, const TestState
       if (fs_for_rank) o.fs = fs_for_rank(r);
       CheckpointMeta meta = s.meta;
       meta.rng_states = {"rng-of-rank-" + std::to_string(r)};
-      auto saved = SaveCheckpoint(o, meta, EvenSlices(s, world, r));
+      std::vector<ShardSlice> slices = EvenSlices(s, world, r);
+      if (edit_slices) edit_slices(r, &slices);
+      auto saved = SaveCheckpoint(o, meta, slices);
       if (saved.ok())
         out[r].path = *saved;
       else

@@ -42,10 +42,12 @@ struct RankOutcome {
   std::string path;
 };
 // Runs SaveCheckpoint on `world` thread ranks with even slices. `fs_for_rank`, when
-// set, supplies each rank's filesystem (for fault injection).
-std::vector<RankOutcome> SaveOnRanks(const std::string& run_dir, const TestState& s, int world,
-                                     RetentionPolicy retention = {},
-                                     const std::function<FileSystem*(int)>& fs_for_rank = nullptr);
+// set, supplies each rank's filesystem (for fault injection); `edit_slices`, when set,
+// may alter a rank's slices before it saves (for bad-input tests).
+std::vector<RankOutcome> SaveOnRanks(
+    const std::string& run_dir, const TestState& s, int world, RetentionPolicy retention = {},
+    const std::function<FileSystem*(int)>& fs_for_rank = nullptr,
+    const std::function<void(int, std::vector<ShardSlice>*)>& edit_slices = nullptr);
 
 // Reads every byte of a file / writes bytes at an offset (for corruption tests).
 std::string ReadAll(const std::string& path);
