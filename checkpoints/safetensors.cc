@@ -52,12 +52,22 @@ std::string Hex(uint64_t v) {
   return buf;
 }
 
-Status ExportTo(const CheckpointReader& reader, const BufferLayout& params,
+// A tensor to export and the buffer it lives in.
+struct ExportedTensor {
+  const BufferLayout* buffer;
+  TensorInfo info;
+};
+
+Status ExportTo(const CheckpointReader& reader, const std::vector<const BufferLayout*>& buffers,
                 const std::string& path) {
-  std::vector<TensorInfo> tensors = params.tensors;
-  if (tensors.empty()) tensors.push_back({"params", {params.elements}, 0});
-  std::sort(tensors.begin(), tensors.end(),
-            [](const TensorInfo& a, const TensorInfo& b) { return a.offset < b.offset; });
+  std::vector<ExportedTensor> tensors;
+  for (const BufferLayout* params : buffers) {
+    std::vector<TensorInfo> infos = params->tensors;
+    if (infos.empty()) infos.push_back({params->name, {params->elements}, 0});
+    std::sort(infos.begin(), infos.end(),
+              [](const TensorInfo& a, const TensorInfo& b) { return a.offset < b.offset; });
+    for (TensorInfo& t : infos) tensors.push_back({params, std::move(t)});
+  }
 
   const CheckpointMeta& m = reader.meta();
   std::string header;
@@ -74,7 +84,8 @@ Status ExportTo(const CheckpointReader& reader, const BufferLayout& params,
         {"architecture_fingerprint", Hex(m.architecture_fingerprint)},
         {"optimizer_kind", m.optimizer_kind}};
     int64_t offset = 0;
-    for (const TensorInfo& t : tensors) {
+    for (const ExportedTensor& exported : tensors) {
+      const TensorInfo& t = exported.info;
       if (json.contains(t.name))
         return InvalidArgumentError("tensor name '" + t.name + "' is used twice (or reserved)");
       const int64_t bytes = Product(t.shape) * 4;
@@ -97,12 +108,13 @@ Status ExportTo(const CheckpointReader& reader, const BufferLayout& params,
   LS_RETURN_IF_ERROR(file->Append(len, 8));
   LS_RETURN_IF_ERROR(file->Append(header.data(), header.size()));
   std::vector<float> chunk;
-  for (const TensorInfo& t : tensors) {
+  for (const ExportedTensor& exported : tensors) {
+    const TensorInfo& t = exported.info;
     const int64_t end = t.offset + Product(t.shape);
     for (int64_t e = t.offset; e < end; e += kCopyChunkElements) {
       const int64_t n = std::min(kCopyChunkElements, end - e);
       chunk.resize(static_cast<size_t>(n));
-      LS_RETURN_IF_ERROR(reader.Read(params.name, e, e + n, chunk.data()));
+      LS_RETURN_IF_ERROR(reader.Read(exported.buffer->name, e, e + n, chunk.data()));
       LS_RETURN_IF_ERROR(file->Append(chunk.data(), chunk.size() * 4));
     }
   }
@@ -177,11 +189,20 @@ Status ReadMetadata(const Json& v, std::map<std::string, std::string>* out) {
 
 Status ExportSafetensors(const std::string& checkpoint_dir, const std::string& out_file) {
   LS_ASSIGN_OR_RETURN(auto reader, CheckpointReader::Open(checkpoint_dir));
-  const BufferLayout* params = reader->FindBuffer("params");
-  if (params == nullptr)
+  // "params", or one "NAME.params" per model (a GAN's generator and discriminator).
+  std::vector<const BufferLayout*> params;
+  const std::string suffix = ".params";
+  for (const BufferLayout& b : reader->meta().buffers) {
+    if (b.name == "params" || (b.name.size() > suffix.size() &&
+                               b.name.compare(b.name.size() - suffix.size(), suffix.size(), suffix) == 0)) {
+      params.push_back(&b);
+    }
+  }
+  if (params.empty()) {
     return InvalidArgumentError("checkpoint " + checkpoint_dir + " has no 'params' buffer");
+  }
   const std::string tmp = out_file + ".tmp";
-  Status s = ExportTo(*reader, *params, tmp);
+  Status s = ExportTo(*reader, params, tmp);
   if (s.ok()) s = PosixFileSystem()->Rename(tmp, out_file);
   if (!s.ok()) {
     (void)PosixFileSystem()->RemoveAll(tmp);

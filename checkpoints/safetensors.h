@@ -12,8 +12,9 @@
 
 namespace lockstep::ckpt {
 
-// Writes the "params" buffer of the checkpoint in `checkpoint_dir` as F32 tensors,
-// one per TensorInfo (or a single tensor "params" when the buffer names none), with
+// Writes the "params" buffer of the checkpoint in `checkpoint_dir` (or every model's
+// "NAME.params", e.g. a GAN's generator and discriminator) as F32 tensors, one per
+// TensorInfo (or one tensor named after the buffer when it names none), with
 // __metadata__ holding step, epoch, world size, version and hashes. The file is
 // written to OUT.tmp and renamed, so a failed export leaves no partial file.
 Status ExportSafetensors(const std::string& checkpoint_dir, const std::string& out_file);

@@ -4,6 +4,7 @@
 // and how to resume -- onto any number of ranks, since every rank reads exactly
 // the element ranges it now owns from whichever shards hold them.
 #include <cstdio>
+#include <map>
 #include <ctime>
 
 #include "common/fnv.h"
@@ -127,19 +128,23 @@ Status Trainer::LoadCheckpoint(const std::string& dir) {
   if (rank_ == 0) {
     for (const std::string& w : warnings) LS_LOG(WARNING) << "resuming with a changed setting: " << w;
   }
-  const int64_t n = model_->param_count();
-  LS_RETURN_IF_ERROR(reader->Read("params", 0, n, model_->params().raw()));
-  for (OptimizerStateBuffer& b : optimizer_->state()) {
-    if (reader->FindBuffer(b.name) == nullptr) {
-      return CheckpointError(dir + " holds no optimiser state '" + b.name + "' (saved with optimizer " +
-                             saved.optimizer_kind + ", the recipe uses " +
-                             OptimizerName(optimizer_->config().kind) + ")");
+  for (ModelPart& part : parts_) {
+    Model& model = *part.model;
+    Optimizer& optimizer = *part.optimizer;
+    LS_RETURN_IF_ERROR(reader->Read(part.Key("params"), 0, model.param_count(), model.params().raw()));
+    for (OptimizerStateBuffer& b : optimizer.state()) {
+      const std::string name = part.Key(b.name);
+      if (reader->FindBuffer(name) == nullptr) {
+        return CheckpointError(dir + " holds no optimiser state '" + name + "' (saved with optimizer " +
+                               saved.optimizer_kind + ", the recipe uses " + OptimizerName(optimizer.config().kind) +
+                               ")");
+      }
+      LS_RETURN_IF_ERROR(reader->Read(name, optimizer.begin(), optimizer.end(), b.tensor.raw()));
     }
-    LS_RETURN_IF_ERROR(reader->Read(b.name, optimizer_->begin(), optimizer_->end(), b.tensor.raw()));
+    auto steps = saved.schedule_state.find(part.Key("optimizer_steps"));
+    optimizer.set_steps_taken(steps == saved.schedule_state.end() ? saved.step
+                                                                 : static_cast<int64_t>(steps->second));
   }
-  auto steps = saved.schedule_state.find("optimizer_steps");
-  optimizer_->set_steps_taken(steps == saved.schedule_state.end() ? saved.step
-                                                                  : static_cast<int64_t>(steps->second));
   global_step_ = saved.step;
   if (rank_ == 0) {  // even with --quiet: which state a run continues is never noise
     LS_LOG(INFO) << "resumed from " << dir << " at step " << saved.step << " (epoch " << saved.epoch + 1
@@ -158,29 +163,36 @@ ckpt::CheckpointMeta Trainer::CheckpointMetaNow() const {
   m.world_size = world_size_;
   m.recipe_text = recipe_.text;
   m.recipe_hash = Fnv1a64(recipe_.text);
-  m.architecture = model_->Fingerprint();
+  m.architecture = ArchitectureFingerprint();
   m.architecture_fingerprint = Fnv1a64(m.architecture);
-  std::vector<ckpt::TensorInfo> tensors;
-  for (const ParamInfo& p : model_->param_infos()) {
-    tensors.push_back({p.name, std::vector<int64_t>(p.shape.begin(), p.shape.end()), p.offset});
+  m.hyperparameters = {{"global_batch_size", static_cast<double>(r.training().global_batch_size())}};
+  m.schedule_state = {{"global_step", static_cast<double>(global_step_)}};
+  // Each model's buffers, hyperparameters and schedule, named "generator.params" etc.
+  // for a GAN and plainly ("params") for the recipe's one model.
+  for (const ModelPart& part : parts_) {
+    std::vector<ckpt::TensorInfo> tensors;
+    for (const ParamInfo& p : part.model->param_infos()) {
+      tensors.push_back({part.Key(p.name), std::vector<int64_t>(p.shape.begin(), p.shape.end()), p.offset});
+    }
+    const int64_t n = part.model->param_count();
+    m.buffers.push_back({part.Key("params"), n, "f32", tensors});
+    for (const OptimizerStateBuffer& b : part.optimizer->state()) {
+      m.buffers.push_back({part.Key(b.name), n, "f32", tensors});
+    }
+    const OptimizerConfig& o = part.optimizer->config();
+    m.optimizer_kind += (m.optimizer_kind.empty() ? "" : ",") + part.Key(OptimizerName(o.kind));
+    const ScheduleConfig& s = part.schedule;
+    const std::map<std::string, double> hyper = {
+        {"learning_rate", s.base_lr}, {"momentum", o.momentum}, {"nesterov", o.nesterov ? 1.0 : 0.0},
+        {"beta1", o.beta1},           {"beta2", o.beta2},       {"epsilon", o.epsilon},
+        {"weight_decay", o.weight_decay}, {"clip_global_norm", part.clip_global_norm},
+        {"warmup_steps", static_cast<double>(s.warmup_steps)}, {"total_steps", static_cast<double>(s.total_steps)}};
+    for (const auto& [name, value] : hyper) m.hyperparameters[part.Key(name)] = value;
+    m.schedule_state[part.Key("optimizer_steps")] = static_cast<double>(part.optimizer->steps_taken());
+    m.schedule_state[part.Key("learning_rate")] = LearningRateAt(s, global_step_);
   }
-  const int64_t n = model_->param_count();
-  m.buffers.push_back({"params", n, "f32", tensors});
-  for (const OptimizerStateBuffer& b : optimizer_->state()) m.buffers.push_back({b.name, n, "f32", tensors});
-  const OptimizerConfig& o = optimizer_->config();
-  m.optimizer_kind = OptimizerName(o.kind);
-  m.hyperparameters = {{"learning_rate", schedule_.base_lr},  {"momentum", o.momentum},
-                       {"nesterov", o.nesterov ? 1.0 : 0.0},  {"beta1", o.beta1},
-                       {"beta2", o.beta2},                    {"epsilon", o.epsilon},
-                       {"weight_decay", o.weight_decay},      {"clip_global_norm", r.optimizer().clip_global_norm()},
-                       {"global_batch_size", static_cast<double>(r.training().global_batch_size())},
-                       {"warmup_steps", static_cast<double>(schedule_.warmup_steps)},
-                       {"total_steps", static_cast<double>(schedule_.total_steps)}};
-  m.schedule_state = {{"optimizer_steps", static_cast<double>(optimizer_->steps_taken())},
-                      {"learning_rate", LearningRateAt(schedule_, global_step_)},
-                      {"global_step", static_cast<double>(global_step_)}};
   m.extras = data_->CheckpointExtras();  // e.g. the vocabulary of a language model
-  m.extras["schedule_kind"] = ScheduleName(schedule_.kind);
+  m.extras["schedule_kind"] = ScheduleName(parts_.front().schedule.kind);
   // Initialisation and dropout use the counter-based Philox generator keyed by
   // (seed, layer, step, sample position): its whole state is the seed and the step.
   m.rng_states = {"philox4x32-10 seed=" + std::to_string(r.training().seed()) +
@@ -192,14 +204,16 @@ ckpt::CheckpointMeta Trainer::CheckpointMetaNow() const {
 std::vector<ckpt::ShardSlice> Trainer::CheckpointSlices() const {
   // Every rank writes its 1/world range of each buffer -- the range it owns under
   // ZeRO-1, where its optimiser state covers exactly that range.
-  std::vector<int64_t> offsets = comm::BlockOffsets(partition_);
-  const int64_t begin = offsets[static_cast<size_t>(rank_)];
-  const int64_t end = offsets[static_cast<size_t>(rank_) + 1];
   std::vector<ckpt::ShardSlice> slices;
-  slices.push_back({"params", begin, end, model_->params().data<float>() + begin});
-  for (const OptimizerStateBuffer& b : optimizer_->state()) {
-    const float* base = b.tensor.data<float>() - optimizer_->begin();  // element 0 of the arena
-    slices.push_back({b.name, begin, end, base + begin});
+  for (const ModelPart& part : parts_) {
+    std::vector<int64_t> offsets = comm::BlockOffsets(part.partition);
+    const int64_t begin = offsets[static_cast<size_t>(rank_)];
+    const int64_t end = offsets[static_cast<size_t>(rank_) + 1];
+    slices.push_back({part.Key("params"), begin, end, part.model->params().data<float>() + begin});
+    for (const OptimizerStateBuffer& b : part.optimizer->state()) {
+      const float* base = b.tensor.data<float>() - part.optimizer->begin();  // element 0 of the arena
+      slices.push_back({part.Key(b.name), begin, end, base + begin});
+    }
   }
   return slices;
 }

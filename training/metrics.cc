@@ -22,8 +22,18 @@ std::string ToJsonLine(const EpochMetrics& m) {
   s += ",\"step\":" + std::to_string(m.step);
   s += ",\"train_loss\":" + Num(m.train_loss);
   s += ",\"train_accuracy\":" + Num(m.train_accuracy);
-  s += ",\"val_loss\":" + Num(m.val_loss);
-  s += ",\"val_accuracy\":" + Num(m.val_accuracy);
+  if (m.is_gan) {
+    s += ",\"generator_loss\":" + Num(m.generator_loss);
+    if (m.quality_confidence >= 0) {
+      s += ",\"quality_confidence\":" + Num(m.quality_confidence);
+      s += ",\"quality_class_entropy\":" + Num(m.quality_class_entropy);
+      s += ",\"quality_inception_score\":" + Num(m.quality_inception_score);
+    }
+    if (!m.sample_grid.empty()) s += ",\"sample_grid\":\"" + m.sample_grid + "\"";
+  } else {
+    s += ",\"val_loss\":" + Num(m.val_loss);
+    s += ",\"val_accuracy\":" + Num(m.val_accuracy);
+  }
   if (m.val_bits_per_char >= 0) s += ",\"val_bits_per_char\":" + Num(m.val_bits_per_char);
   if (m.has_test) {
     s += ",\"test_loss\":" + Num(m.test_loss);

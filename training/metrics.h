@@ -25,6 +25,11 @@ struct EpochMetrics {
   bool has_test = true;
   double val_bits_per_char = -1;  // val_loss / ln 2; written when >= 0
   double tokens_per_sec = -1;     // predictions per second; written when >= 0
+  // GANs: train_loss/accuracy are the discriminator's; no validation or test split.
+  bool is_gan = false;
+  double generator_loss = 0;
+  double quality_confidence = -1, quality_class_entropy = -1, quality_inception_score = -1;  // when >= 0
+  std::string sample_grid;  // the epoch's sample grid (PNG), when written
 };
 
 std::string ToJsonLine(const EpochMetrics& m);

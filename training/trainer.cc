@@ -17,6 +17,7 @@
 #include "common/sysinfo.h"
 #include "kernels/cpu/gemm.h"
 #include "runtime/core/sequence_loss.h"
+#include "training/gan_state.h"
 #include "training/preemption.h"
 #include "training/heartbeat.h"
 #include "training/progress.h"
@@ -74,10 +75,12 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainOptions& options) {
   }
   LS_RETURN_IF_ERROR(agreed);
   // Every rank starts from rank 0's parameters, whatever its own initialisation did.
-  Status sent = t->comm_->BroadcastSync(t->model_->params().raw(), t->model_->param_count(),
-                                        comm::DataType::kFloat32, 0, {"initial parameters"});
-  if (sent.code() == StatusCode::kDeadlineExceeded) t->AbortJob(sent);
-  LS_RETURN_IF_ERROR(sent);
+  for (ModelPart& part : t->parts_) {
+    Status sent = t->comm_->BroadcastSync(part.model->params().raw(), part.model->param_count(),
+                                          comm::DataType::kFloat32, 0, {"initial parameters"});
+    if (sent.code() == StatusCode::kDeadlineExceeded) t->AbortJob(sent);
+    LS_RETURN_IF_ERROR(sent);
+  }
   // Checkpoints come after the start-up agreement, so every rank gets here or none.
   Status resumed = t->SetUpCheckpoints();
   if (resumed.ok()) resumed = t->Resume();
@@ -116,16 +119,6 @@ Status Trainer::SetUp() {
     return InvalidArgumentError(recipe_.path + ": model.input_shape " + ShapeToString(input_shape) +
                                 " does not hold a dataset sample of shape " + ShapeToString(data_shape));
   }
-  LS_ASSIGN_OR_RETURN(model_, BuildModel(recipe_, backend_.get(), input_shape, data_->vocab_size()));
-  model_->InitializeParameters(r.training().seed());
-  loss_kind_ = ToLossKind(r.loss());
-  const int64_t targets = data_->targets_per_sample();
-  if (targets > 1 && (model_->output_shape().size() != 2 || model_->output_shape()[0] != targets)) {
-    return InvalidArgumentError(recipe_.path + ": a language model must output (" + std::to_string(targets) +
-                                ", vocabulary) per sample (one prediction per position), the model outputs " +
-                                ShapeToString(model_->output_shape()));
-  }
-
   accumulation_ = std::max(1, r.distributed().gradient_accumulation_steps());
   LS_ASSIGN_OR_RETURN(data::MicroBatchPlan plan,
                       data::DistributedSampler::Plan(r.training().global_batch_size(), world_size_, accumulation_));
@@ -134,35 +127,31 @@ Status Trainer::SetUp() {
   total_steps_ = r.training().max_steps() > 0
                      ? (epoch_steps > 0 ? std::min(epoch_steps, r.training().max_steps()) : r.training().max_steps())
                      : epoch_steps;
-  schedule_ = ToScheduleConfig(r, total_steps_);
-  LS_RETURN_IF_ERROR(ValidateSchedule(schedule_).WithContext(recipe_.path));
-
-  // ZeRO-1: this rank's optimiser covers only its partition of the arena.
   zero_stage_ = r.distributed().zero_stage();
-  int64_t n = model_->param_count();
-  partition_ = PartitionCounts(n, world_size_);
-  int64_t begin = 0, end = n;
-  if (zero_stage_ == 1) {
-    std::vector<int64_t> offsets = comm::BlockOffsets(partition_);
-    begin = offsets[static_cast<size_t>(rank_)];
-    end = offsets[static_cast<size_t>(rank_) + 1];
+  if (r.has_gan()) {
+    LS_RETURN_IF_ERROR(SetUpGan(input_shape));
+    if (!options_.run_dir.empty() && rank_ == 0) LS_RETURN_IF_ERROR(MakeDirs(options_.run_dir));
+    return Status::Ok();
   }
-  LS_ASSIGN_OR_RETURN(optimizer_, Optimizer::Create(backend_.get(), ToOptimizerConfig(r.optimizer()), begin, end));
-
-  ReducerOptions ro;
-  ro.bucket_elements = std::max<int64_t>(1, static_cast<int64_t>(r.distributed().bucket_size_mb() * (1 << 20) / 4));
-  // On CPU ranks the all-reduce is CPU work on the same cores as backward, so
-  // overlapping it measured slower here (ENVIRONMENT.md); default to serial.
-  ro.overlap = r.distributed().has_overlap() ? r.distributed().overlap() : false;
-  ro.deadline = deadline_;
-  reducer_ = std::make_unique<GradientReducer>(comm_.get(), model_->grads().data<float>(), n, ro);
+  LS_ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
+                      BuildModel(recipe_, backend_.get(), input_shape, data_->vocab_size()));
+  model->InitializeParameters(r.training().seed());
+  loss_kind_ = ToLossKind(r.loss());
+  const int64_t targets = data_->targets_per_sample();
+  if (targets > 1 && (model->output_shape().size() != 2 || model->output_shape()[0] != targets)) {
+    return InvalidArgumentError(recipe_.path + ": a language model must output (" + std::to_string(targets) +
+                                ", vocabulary) per sample (one prediction per position), the model outputs " +
+                                ShapeToString(model->output_shape()));
+  }
+  LS_RETURN_IF_ERROR(AddModelPart("", std::move(model), r.optimizer()));
+  const Model& m = *parts_.front().model;
 
   int64_t sample_elems = NumElements(input_shape);
   Shape in = input_shape;
   in.insert(in.begin(), micro_batch_);
   input_ = Tensor::Empty(*backend_, in, DType::kFloat32);
   labels_ = Tensor::Empty(*backend_, {micro_batch_ * targets}, DType::kInt32);
-  Shape out = model_->output_shape();
+  Shape out = m.output_shape();
   out.insert(out.begin(), micro_batch_);
   doutput_ = Tensor::Empty(*backend_, out, DType::kFloat32);
   host_images_.resize(static_cast<size_t>(micro_batch_ * sample_elems));
@@ -177,7 +166,7 @@ Status Trainer::AgreeAcrossRanks(const Status& local) {
   int64_t mine[3] = {local.ok() ? 1 : 0, 0, 0};
   if (local.ok()) {
     mine[1] = static_cast<int64_t>(Fnv1a64(recipe_.text));
-    mine[2] = static_cast<int64_t>(Fnv1a64(model_->Fingerprint()));
+    mine[2] = static_cast<int64_t>(Fnv1a64(ArchitectureFingerprint()));
   }
   std::vector<int64_t> all(static_cast<size_t>(3 * world_size_));
   LS_RETURN_IF_ERROR(comm_->AllGatherSync(mine, all.data(), 3, comm::DataType::kInt64, {"start-up consistency check"}));
@@ -220,13 +209,65 @@ void Trainer::AbortJob(const Status& status) {
   std::abort();  // Abort does not return
 }
 
+Status Trainer::AddModelPart(const std::string& name, std::unique_ptr<Model> model,
+                             const config::Optimizer& optimizer) {
+  const config::Recipe& r = recipe_.recipe;
+  ModelPart part;
+  part.name = name;
+  part.schedule = ToScheduleConfig(r, total_steps_);
+  part.schedule.base_lr = optimizer.learning_rate();
+  LS_RETURN_IF_ERROR(ValidateSchedule(part.schedule).WithContext(recipe_.path));
+  part.clip_global_norm = optimizer.clip_global_norm();
+  // ZeRO-1: this rank's optimiser covers only its partition of the arena.
+  const int64_t n = model->param_count();
+  part.partition = PartitionCounts(n, world_size_);
+  int64_t begin = 0, end = n;
+  if (zero_stage_ == 1) {
+    std::vector<int64_t> offsets = comm::BlockOffsets(part.partition);
+    begin = offsets[static_cast<size_t>(rank_)];
+    end = offsets[static_cast<size_t>(rank_) + 1];
+  }
+  LS_ASSIGN_OR_RETURN(part.optimizer, Optimizer::Create(backend_.get(), ToOptimizerConfig(optimizer), begin, end));
+  ReducerOptions ro;
+  ro.bucket_elements = std::max<int64_t>(1, static_cast<int64_t>(r.distributed().bucket_size_mb() * (1 << 20) / 4));
+  // On CPU ranks the all-reduce is CPU work on the same cores as backward, so
+  // overlapping it measured slower here (ENVIRONMENT.md); default to serial.
+  ro.overlap = r.distributed().has_overlap() ? r.distributed().overlap() : false;
+  ro.deadline = deadline_;
+  part.reducer = std::make_unique<GradientReducer>(comm_.get(), model->grads().data<float>(), n, ro);
+  part.model = std::move(model);
+  parts_.push_back(std::move(part));
+  return Status::Ok();
+}
+
 int64_t Trainer::optimizer_state_bytes() {
   int64_t bytes = 0;
-  for (auto& b : optimizer_->state()) bytes += static_cast<int64_t>(b.tensor.nbytes());
+  for (ModelPart& p : parts_) {
+    for (auto& b : p.optimizer->state()) bytes += static_cast<int64_t>(b.tensor.nbytes());
+  }
   return bytes;
 }
 
-float Trainer::LearningRate() const { return LearningRateAt(schedule_, global_step_); }
+float Trainer::LearningRate(const ModelPart& part) const { return LearningRateAt(part.schedule, global_step_); }
+
+void Trainer::RaiseStepFlags(double* metrics) {
+  const double every_seconds = recipe_.recipe.checkpoint().every_seconds();
+  if (checkpoint_requested_.exchange(false) ||
+      (rank_ == 0 && every_seconds > 0 && NowSeconds() - last_checkpoint_time_ >= every_seconds)) {
+    metrics[2] = 1;
+  }
+  // A preemption signal on any rank stops every rank after this step.
+  if (PreemptionSignal() != 0) metrics[3] = 1;
+}
+
+Status Trainer::AgreeOnStep(double* metrics, int count) {
+  Status synced = comm_->AllReduceSync(metrics, count, comm::DataType::kFloat64, comm::ReduceOp::kSum,
+                                       {"step metrics", global_step_});
+  checkpoint_agreed_ = metrics[2] > 0;
+  preemption_agreed_ = metrics[3] > 0;
+  if (synced.code() == StatusCode::kDeadlineExceeded) AbortJob(synced);
+  return synced;
+}
 
 Result<LossValue> Trainer::Step(int64_t epoch, int64_t step_in_epoch, int64_t* samples) {
   std::vector<int64_t> global = data_->GlobalBatch(epoch, step_in_epoch);
@@ -239,20 +280,16 @@ Result<LossValue> Trainer::Step(int64_t epoch, int64_t step_in_epoch, int64_t* s
   // (a request, or rank 0's clock for checkpoint.every_seconds): reduced together, so
   // every rank decides the same at the same step boundary.
   double local[4] = {0, 0, 0, 0};
-  const double every_seconds = r.checkpoint().every_seconds();
-  if (checkpoint_requested_.exchange(false) ||
-      (rank_ == 0 && every_seconds > 0 && NowSeconds() - last_checkpoint_time_ >= every_seconds)) {
-    local[2] = 1;
-  }
-  // A preemption signal on any rank stops every rank after this step.
-  if (PreemptionSignal() != 0) local[3] = 1;
+  RaiseStepFlags(local);
+  ModelPart& part = parts_.front();
+  Model& model = *part.model;
   bool grads_written = false;
   for (int micro = 0; micro < accumulation_; ++micro) {
     data::RankSliceInfo slice = data::DistributedSampler::RankSlice(global, rank_, world_size_, accumulation_, micro);
     const std::vector<int64_t>& mine = slice.indices;
     int64_t n = static_cast<int64_t>(mine.size());
     bool last_micro = micro + 1 == accumulation_;
-    if (last_micro && zero_stage_ == 0) reducer_->BeginStep(global_step_);
+    if (last_micro && zero_stage_ == 0) part.reducer->BeginStep(global_step_);
     if (n == 0) continue;
     StepContext ctx;
     ctx.backend = backend_.get();
@@ -270,32 +307,27 @@ Result<LossValue> Trainer::Step(int64_t epoch, int64_t step_in_epoch, int64_t* s
     Tensor y = labels_.Subview(0, {n * targets});
     backend_->CopyFromHost(x.raw(), host_images_.data(), x.nbytes());
     backend_->CopyFromHost(y.raw(), host_labels_.data(), y.nbytes());
-    Tensor out = model_->Forward(ctx, x);
+    Tensor out = model.Forward(ctx, x);
     Tensor dout = doutput_.Subview(0, out.shape());
     LossValue v = ComputeModelLoss(out, y, grad_scale, &dout);
     local[0] += v.sum;
     local[1] += static_cast<double>(v.correct);
     if (last_micro && zero_stage_ == 0) {
-      model_->Backward(ctx, dout, [this](int64_t prefix) { reducer_->OnGradsReady(prefix); });
+      model.Backward(ctx, dout, [&part](int64_t prefix) { part.reducer->OnGradsReady(prefix); });
     } else {
-      model_->Backward(ctx, dout);
+      model.Backward(ctx, dout);
     }
     grads_written = true;
   }
   if (!grads_written) {
     // This rank had no samples (a final partial batch): contribute zeros.
-    backend_->ZeroBytes(model_->grads().raw(), model_->grads().nbytes());
+    backend_->ZeroBytes(model.grads().raw(), model.grads().nbytes());
   }
-  Status synced = SynchronizeAndUpdate();
-  // Global loss and accuracy for rank 0's log.
-  if (synced.ok()) {
-    synced = comm_->AllReduceSync(local, 4, comm::DataType::kFloat64, comm::ReduceOp::kSum,
-                                  {"step metrics", global_step_});
-  }
-  checkpoint_agreed_ = local[2] > 0;
-  preemption_agreed_ = local[3] > 0;
+  Status synced = SynchronizeAndUpdate(part);
   if (synced.code() == StatusCode::kDeadlineExceeded) AbortJob(synced);
   LS_RETURN_IF_ERROR(synced);
+  // Global loss and accuracy for rank 0's log.
+  LS_RETURN_IF_ERROR(AgreeOnStep(local, 4));
   ++global_step_;
   LossValue total;
   total.sum = local[0];
@@ -303,24 +335,25 @@ Result<LossValue> Trainer::Step(int64_t epoch, int64_t step_in_epoch, int64_t* s
   return total;
 }
 
-Status Trainer::SynchronizeAndUpdate() {
-  float* grads = model_->grads().data<float>();
-  float* params = model_->params().data<float>();
-  const int64_t n = model_->param_count();
-  const float clip = recipe_.recipe.optimizer().clip_global_norm();
+Status Trainer::SynchronizeAndUpdate(ModelPart& part) {
+  float* grads = part.model->grads().data<float>();
+  float* params = part.model->params().data<float>();
+  const int64_t n = part.model->param_count();
+  const float clip = part.clip_global_norm;
+  Optimizer& optimizer = *part.optimizer;
   if (zero_stage_ == 0) {
-    LS_RETURN_IF_ERROR(reducer_->Finish());
+    LS_RETURN_IF_ERROR(part.reducer->Finish());
     if (clip > 0) {
       double norm = std::sqrt(backend_->SumOfSquares(grads, n));
       if (norm > clip) backend_->Scale(grads, n, static_cast<float>(clip / norm));
     }
-    optimizer_->Step(LearningRate(), params, grads);
+    optimizer.Step(LearningRate(part), params, grads);
     return Status::Ok();
   }
   // ZeRO-1: each rank receives the reduced gradients of its own partition (in place),
   // updates that partition, then every rank gathers everyone's parameters.
-  const int64_t begin = optimizer_->begin(), end = optimizer_->end();
-  LS_RETURN_IF_ERROR(comm_->ReduceScatterSync(grads, grads + begin, partition_, comm::DataType::kFloat32,
+  const int64_t begin = optimizer.begin(), end = optimizer.end();
+  LS_RETURN_IF_ERROR(comm_->ReduceScatterSync(grads, grads + begin, part.partition, comm::DataType::kFloat32,
                                               comm::ReduceOp::kSum, {"zero1 gradient reduce-scatter", global_step_}));
   if (clip > 0) {
     double sq = backend_->SumOfSquares(grads + begin, end - begin);
@@ -329,8 +362,8 @@ Status Trainer::SynchronizeAndUpdate() {
     double norm = std::sqrt(sq);
     if (norm > clip) backend_->Scale(grads + begin, end - begin, static_cast<float>(clip / norm));
   }
-  optimizer_->Step(LearningRate(), params, grads);
-  return comm_->AllGatherVSync(params + begin, params, partition_, comm::DataType::kFloat32,
+  optimizer.Step(LearningRate(part), params, grads);
+  return comm_->AllGatherVSync(params + begin, params, part.partition, comm::DataType::kFloat32,
                                {"zero1 parameter all-gather", global_step_});
 }
 
@@ -338,7 +371,8 @@ Status Trainer::TrainSteps(int64_t steps) {
   int64_t per_epoch = data_->StepsPerEpoch();
   for (int64_t i = 0; i < steps; ++i) {
     int64_t samples = 0;
-    LS_ASSIGN_OR_RETURN(LossValue v, Step(global_step_ / per_epoch, global_step_ % per_epoch, &samples));
+    const int64_t epoch = global_step_ / per_epoch, step = global_step_ % per_epoch;
+    LS_ASSIGN_OR_RETURN(LossValue v, gan_ ? GanStep(epoch, step, &samples) : Step(epoch, step, &samples));
     last_step_loss_ = samples ? v.sum / static_cast<double>(samples) : 0;
     if (!std::isfinite(last_step_loss_)) {
       return FailedPreconditionError("loss became " + std::to_string(last_step_loss_) + " at step " +
@@ -349,11 +383,15 @@ Status Trainer::TrainSteps(int64_t steps) {
 }
 
 Result<EvalResult> Trainer::Evaluate(int split) {
+  if (gan_) {
+    return FailedPreconditionError("a GAN has no evaluation split: its epochs report the quality proxy instead");
+  }
+  Model& model = *parts_.front().model;
   const int64_t items = data_->EvalSplits().at(static_cast<size_t>(split)).items;
   data::IndexRange shard = data::DistributedSampler::EvalShard({0, items}, rank_, world_size_);
   const int64_t batch = recipe_.recipe.training().eval_batch_size();
   const int64_t targets = data_->targets_per_sample();
-  Shape in = model_->input_shape();
+  Shape in = model.input_shape();
   std::vector<float> inputs(static_cast<size_t>(batch * NumElements(in)));
   std::vector<int32_t> labels(static_cast<size_t>(batch * targets));
   in.insert(in.begin(), batch);
@@ -372,7 +410,7 @@ Result<EvalResult> Trainer::Evaluate(int split) {
     Tensor y = y_all.Subview(0, {n * targets});
     backend_->CopyFromHost(x.raw(), inputs.data(), x.nbytes());
     backend_->CopyFromHost(y.raw(), labels.data(), y.nbytes());
-    Tensor out = model_->Forward(ctx, x);
+    Tensor out = model.Forward(ctx, x);
     LossValue v = ComputeModelLoss(out, y, 0.0f, nullptr);
     sums[0] += v.sum;
     sums[1] += static_cast<double>(v.correct);
@@ -389,6 +427,12 @@ Result<EvalResult> Trainer::Evaluate(int split) {
   return result;
 }
 
+std::string Trainer::ArchitectureFingerprint() const {
+  std::string all;
+  for (const ModelPart& p : parts_) all += (p.name.empty() ? "" : "[" + p.name + "]\n") + p.model->Fingerprint();
+  return all;
+}
+
 LossValue Trainer::ComputeModelLoss(const Tensor& out, const Tensor& targets, float grad_scale, Tensor* dout) {
   if (data_->targets_per_sample() > 1) return SequenceSoftmaxCrossEntropy(*backend_, out, targets, grad_scale, dout);
   return ComputeLoss(*backend_, loss_kind_, out, targets, grad_scale, dout);
@@ -401,12 +445,16 @@ Result<EpochMetrics> Trainer::Run() {
   bool leader = rank_ == 0;
   ProgressReporter progress(leader && options_.show_progress, r.training().log_every_steps());
   if (leader && options_.show_progress) {
-    progress.Line("lockstep: recipe " + recipe_.path + ", " + std::to_string(model_->param_count()) +
+    int64_t params = 0;
+    for (const ModelPart& p : parts_) params += p.model->param_count();
+    progress.Line("lockstep: recipe " + recipe_.path + ", " + std::to_string(params) +
                   " parameters, global batch " + std::to_string(r.training().global_batch_size()) +
                   ", world size " + std::to_string(world_size_) + ", " +
                   std::to_string(kernels::cpu::BlasThreads()) + " BLAS thread(s)");
-    progress.Line(model_->Summary());
+    for (const ModelPart& p : parts_) progress.Line((p.name.empty() ? "" : p.name + ":\n") + p.model->Summary());
   }
+  // A GAN's discriminator decides twice per image (the real one and a generated one).
+  const double decisions_per_sample = gan_ ? 2.0 : 1.0;
   const double run_start = NowSeconds();
   const int64_t per_epoch = data_->StepsPerEpoch();
   const int64_t epochs = (total_steps_ + per_epoch - 1) / per_epoch;
@@ -422,11 +470,11 @@ Result<EpochMetrics> Trainer::Run() {
     double epoch_start = NowSeconds();
     double loss_sum = 0;
     int64_t correct = 0, samples = 0;
-    float lr = LearningRate();
+    float lr = LearningRate(parts_.front());
     for (int64_t s = first; s < last; ++s) {
       int64_t n = 0;
-      lr = LearningRate();
-      LS_ASSIGN_OR_RETURN(LossValue v, Step(epoch, s, &n));
+      lr = LearningRate(parts_.front());
+      LS_ASSIGN_OR_RETURN(LossValue v, gan_ ? GanStep(epoch, s, &n) : Step(epoch, s, &n));
       loss_sum += v.sum;
       correct += v.correct;
       samples += n;
@@ -436,7 +484,7 @@ Result<EpochMetrics> Trainer::Run() {
                                        std::to_string(global_step_) + " (learning rate too high?)");
       }
       double elapsed = NowSeconds() - epoch_start;
-      progress.Update(s + 1, mean, static_cast<double>(correct) / static_cast<double>(samples),
+      progress.Update(s + 1, mean, static_cast<double>(correct) / (decisions_per_sample * static_cast<double>(samples)),
                       static_cast<double>(samples) / std::max(elapsed, 1e-9));
       ReportHeartbeat(global_step_, n ? v.sum / static_cast<double>(n) : 0.0,
                       static_cast<double>(samples) / std::max(elapsed, 1e-9));
@@ -444,37 +492,42 @@ Result<EpochMetrics> Trainer::Run() {
       if (preemption_agreed_) return Preempt();
     }
     double train_seconds = NowSeconds() - epoch_start;
-    LS_ASSIGN_OR_RETURN(EvalResult val, Evaluate(0));
-    EvalResult test;
-    m.has_test = data_->EvalSplits().size() > 1;
-    if (m.has_test) {
-      LS_ASSIGN_OR_RETURN(test, Evaluate(1));
-    }
+    m = EpochMetrics{};
     m.epoch = epoch + 1;
     m.step = global_step_;
     m.train_loss = samples ? loss_sum / static_cast<double>(samples) : 0;
-    m.train_accuracy = samples ? static_cast<double>(correct) / static_cast<double>(samples) : 0;
-    m.val_loss = val.loss;
-    m.val_accuracy = val.accuracy;
-    m.test_loss = test.loss;
-    m.test_accuracy = test.accuracy;
+    m.train_accuracy =
+        samples ? static_cast<double>(correct) / (decisions_per_sample * static_cast<double>(samples)) : 0;
+    std::string evaluation;  // the epoch line's middle part
+    if (gan_) {
+      LS_ASSIGN_OR_RETURN(evaluation, GanEpochReport(&m, samples));
+    } else {
+      LS_ASSIGN_OR_RETURN(EvalResult val, Evaluate(0));
+      EvalResult test;
+      m.has_test = data_->EvalSplits().size() > 1;
+      if (m.has_test) {
+        LS_ASSIGN_OR_RETURN(test, Evaluate(1));
+      }
+      m.val_loss = val.loss;
+      m.val_accuracy = val.accuracy;
+      m.test_loss = test.loss;
+      m.test_accuracy = test.accuracy;
+      if (data_->targets_per_sample() > 1) m.val_bits_per_char = m.val_loss / std::log(2.0);
+      evaluation = "loss " + Fixed(m.train_loss, 4) + " acc " + Fixed(m.train_accuracy, 4) + " | val loss " +
+                   Fixed(m.val_loss, 4) + " acc " + Fixed(m.val_accuracy, 4) +
+                   (m.has_test ? " | test loss " + Fixed(m.test_loss, 4) + " acc " + Fixed(m.test_accuracy, 4)
+                               : " (" + Fixed(m.val_bits_per_char, 3) + " bits/char)");
+    }
     const int64_t per_sample = data_->targets_per_sample();
     m.samples_per_sec = static_cast<double>(samples / per_sample) / std::max(train_seconds, 1e-9);
-    if (per_sample > 1) {
-      m.tokens_per_sec = static_cast<double>(samples) / std::max(train_seconds, 1e-9);
-      m.val_bits_per_char = m.val_loss / std::log(2.0);
-    }
+    if (per_sample > 1) m.tokens_per_sec = static_cast<double>(samples) / std::max(train_seconds, 1e-9);
     m.epoch_seconds = NowSeconds() - epoch_start;
     m.wall_seconds = NowSeconds() - run_start;
     m.peak_rss_mb = PeakRssMiB();
     m.learning_rate = lr;
     m.world_size = world_size_;
-    progress.EndEpoch("epoch " + std::to_string(m.epoch) + "/" + std::to_string(epochs) + ": loss " +
-                      Fixed(m.train_loss, 4) + " acc " + Fixed(m.train_accuracy, 4) + " | val loss " +
-                      Fixed(m.val_loss, 4) + " acc " + Fixed(m.val_accuracy, 4) +
-                      (m.has_test ? " | test loss " + Fixed(m.test_loss, 4) + " acc " + Fixed(m.test_accuracy, 4)
-                                  : " (" + Fixed(m.val_bits_per_char, 3) + " bits/char)") + " | " +
-                      Fixed(m.samples_per_sec, 0) + " samples/s, " + Fixed(m.epoch_seconds, 1) +
+    progress.EndEpoch("epoch " + std::to_string(m.epoch) + "/" + std::to_string(epochs) + ": " + evaluation +
+                      " | " + Fixed(m.samples_per_sec, 0) + " samples/s, " + Fixed(m.epoch_seconds, 1) +
                       " s, peak RSS " + Fixed(m.peak_rss_mb, 0) + " MiB");
     if (leader && !options_.run_dir.empty()) {
       LS_RETURN_IF_ERROR(AppendMetrics(options_.run_dir + "/metrics.jsonl", m));

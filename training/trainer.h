@@ -59,8 +59,13 @@ class Trainer {
   // result. Losses are per prediction (per image, or nats per character).
   Result<EvalResult> Evaluate(int split);
 
-  Model& model() { return *model_; }
-  Optimizer& optimizer() { return *optimizer_; }
+  // The recipe's model, or a GAN's generator (model 0) and discriminator (model 1).
+  int num_models() const { return static_cast<int>(parts_.size()); }
+  Model& model(int i = 0) { return *parts_.at(static_cast<size_t>(i)).model; }
+  Optimizer& optimizer(int i = 0) { return *parts_.at(static_cast<size_t>(i)).optimizer; }
+  // "" for the recipe's model; "generator" or "discriminator" (checkpoint buffer prefixes).
+  const std::string& model_name(int i = 0) const { return parts_.at(static_cast<size_t>(i)).name; }
+  bool is_gan() const { return gan_ != nullptr; }
   const LoadedRecipe& recipe() const { return recipe_; }
   const TrainingData& data() const { return *data_; }
   int64_t global_step() const { return global_step_; }
@@ -69,13 +74,15 @@ class Trainer {
   int rank() const { return rank_; }
   int world_size() const { return world_size_; }
   comm::Communicator& communicator() { return *comm_; }
-  const ReducerStats& reducer_stats() const { return reducer_->stats(); }
-  void ResetReducerStats() { reducer_->ResetStats(); }
+  const ReducerStats& reducer_stats() const { return parts_.front().reducer->stats(); }
+  void ResetReducerStats() {
+    for (ModelPart& p : parts_) p.reducer->ResetStats();
+  }
   // Ends the whole job after a failure that leaves peers blocked (a missed deadline):
   // prints the diagnostic, waits a short grace period so the other ranks can print
   // theirs, then aborts the communicator with the documented exit code.
   [[noreturn]] void AbortJob(const Status& status);
-  // Bytes of optimiser state this rank holds (ZeRO-1 divides it by the world size).
+  // Bytes of optimiser state this rank holds, all models (ZeRO-1 divides it by the world size).
   int64_t optimizer_state_bytes();
 
   // --- checkpoints (training/checkpointing.cc) ---
@@ -92,7 +99,24 @@ class Trainer {
   const ckpt::CheckpointService* checkpoint_service() const { return checkpoint_service_.get(); }
 
  private:
+  // One trained model with its optimiser, gradient reducer and learning-rate schedule.
+  struct ModelPart {
+    std::string name;  // "" (the recipe's model), "generator", "discriminator"
+    std::unique_ptr<Model> model;
+    std::unique_ptr<Optimizer> optimizer;
+    std::unique_ptr<GradientReducer> reducer;
+    std::vector<int64_t> partition;  // ZeRO-1: elements of the arena each rank owns
+    ScheduleConfig schedule;
+    float clip_global_norm = 0;
+    // A checkpoint buffer or hyperparameter name: "params" or "generator.params".
+    std::string Key(const std::string& base) const { return name.empty() ? base : name + "." + base; }
+  };
+
   Trainer() = default;
+  // Optimiser (over this rank's ZeRO-1 range), reducer and schedule for `model`.
+  Status AddModelPart(const std::string& name, std::unique_ptr<Model> model, const config::Optimizer& optimizer);
+  // The GAN's models, noise and sample buffers (training/gan_step.cc).
+  Status SetUpGan(const Shape& image_shape);
   // Everything that can fail differently on different ranks (recipe, dataset, model).
   Status SetUp();
   // Every rank learns whether every rank set up, and whether all built the same model
@@ -101,10 +125,24 @@ class Trainer {
   // One optimiser step on the global batch (epoch, step_in_epoch). Returns the GLOBAL
   // loss sum and correct count (reduced over ranks); *samples = global batch size.
   Result<LossValue> Step(int64_t epoch, int64_t step_in_epoch, int64_t* samples);
-  Status SynchronizeAndUpdate();
+  // A GAN step: the discriminator's update, then the generator's. Returns the
+  // discriminator's loss sum (real + generated per image) and its correct decisions
+  // over both halves; the generator's loss sum goes to gan_->epoch_generator_loss.
+  Result<LossValue> GanStep(int64_t epoch, int64_t step_in_epoch, int64_t* samples);
+  // Slots 2 and 3 of a step's metrics: this rank wants a checkpoint / was signalled.
+  void RaiseStepFlags(double* metrics);
+  // All-reduces the step metrics (slots 2 and 3 as above) and records the agreements.
+  Status AgreeOnStep(double* metrics, int count);
+  // Reduces `part`'s gradients (its reducer holds what backward launched) and updates it.
+  Status SynchronizeAndUpdate(ModelPart& part);
+  // End of a GAN epoch: the generator's loss, the sample grid and the quality proxy
+  // into `m`; returns the epoch line's text (training/gan_step.cc).
+  Result<std::string> GanEpochReport(EpochMetrics* m, int64_t samples);
+  // Every model's architecture and parameter shapes (named for a GAN).
+  std::string ArchitectureFingerprint() const;
   // Softmax cross-entropy per image, or per position for a language model.
   LossValue ComputeModelLoss(const Tensor& out, const Tensor& targets, float grad_scale, Tensor* dout);
-  float LearningRate() const;
+  float LearningRate(const ModelPart& part) const;
   // Checkpoint service on its own communicator; stale .tmp directories removed.
   Status SetUpCheckpoints();
   // --resume: picks the checkpoint (rank 0) and loads it on every rank.
@@ -127,15 +165,13 @@ class Trainer {
   LoadedRecipe recipe_;
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<TrainingData> data_;
-  std::unique_ptr<Model> model_;
-  std::unique_ptr<Optimizer> optimizer_;
-  ScheduleConfig schedule_;
+  std::vector<ModelPart> parts_;
+  struct GanState;
+  std::unique_ptr<GanState> gan_;  // set for a GAN recipe
   LossKind loss_kind_ = LossKind::kSoftmaxCrossEntropy;
   comm::WorldInfo world_;
   std::unique_ptr<comm::Communicator> comm_;
-  std::unique_ptr<GradientReducer> reducer_;
   int zero_stage_ = 0;
-  std::vector<int64_t> partition_;  // ZeRO-1: elements of the arena each rank owns
   std::chrono::milliseconds deadline_{300'000};
   int rank_ = 0;
   int world_size_ = 1;

@@ -145,7 +145,8 @@ Tensor Model::Forward(const StepContext& ctx, const Tensor& x) {
 }
 
 void Model::Backward(const StepContext& ctx, const Tensor& doutput,
-                     const std::function<void(int64_t)>& on_grads_ready) {
+                     const std::function<void(int64_t)>& on_grads_ready, Tensor* dinput) {
+  if (dinput != nullptr) LS_CHECK_EQ(dinput->numel(), last_input_.numel());
   int64_t batch = doutput.dim(0);
   LS_CHECK_LE(batch, capacity_);
   const float* dy = doutput.data<float>();
@@ -153,7 +154,7 @@ void Model::Backward(const StepContext& ctx, const Tensor& doutput,
   for (int i = static_cast<int>(layers_.size()) - 1; i >= 0; --i) {
     const float* x = i == 0 ? last_input_.data<float>() : activations_[static_cast<size_t>(i - 1)].data<float>();
     const float* y = activations_[static_cast<size_t>(i)].data<float>();
-    float* dx = i == 0 ? nullptr : next->data<float>();
+    float* dx = i > 0 ? next->data<float>() : dinput != nullptr ? dinput->data<float>() : nullptr;
     layers_[static_cast<size_t>(i)]->Backward(ctx, x, y, dy, dx, batch);
     if (on_grads_ready) on_grads_ready(layer_grad_end_[static_cast<size_t>(i)]);
     dy = dx;

@@ -43,8 +43,10 @@ class Model {
 
   // Backward from d(loss)/d(output). After each layer, `on_grads_ready(prefix)` is
   // told that gradient arena elements [0, prefix) are final for this micro-batch.
+  // With `dinput` (the input's shape), also d(loss)/d(input): a GAN's generator
+  // learns through the discriminator's input gradient.
   void Backward(const StepContext& ctx, const Tensor& doutput,
-                const std::function<void(int64_t)>& on_grads_ready = nullptr);
+                const std::function<void(int64_t)>& on_grads_ready = nullptr, Tensor* dinput = nullptr);
 
   Tensor& params() { return params_; }
   Tensor& grads() { return grads_; }

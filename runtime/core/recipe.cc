@@ -199,9 +199,68 @@ std::string CheckSequenceLayerFields(const config::Layer& l) {
   }
 }
 
+// Per-layer checks of one model of the recipe; errors start with "FIELD.layers[i]".
+Status ValidateLayers(const config::Model& model, const std::string& field, bool softmax_allowed_last) {
+  if (model.layers_size() == 0) return InvalidArgumentError(field + ".layers: the model has no layers");
+  for (int i = 0; i < model.layers_size(); ++i) {
+    const auto& l = model.layers(i);
+    const std::string where = field + ".layers[" + std::to_string(i) + "]: ";
+    bool last = i + 1 == model.layers_size();
+    config::Activation act = config::LINEAR;
+    if (l.has_dense()) act = l.dense().activation();
+    if (l.has_conv2d()) act = l.conv2d().activation();
+    if (l.has_activation()) act = l.activation().function();
+    if (l.has_time_distributed_dense()) act = l.time_distributed_dense().activation();
+    if (act == config::SOFTMAX && !(last && softmax_allowed_last)) {
+      return InvalidArgumentError(where + "softmax is only allowed on the last layer with "
+                                          "SPARSE_CATEGORICAL_CROSSENTROPY (it is fused into the loss)");
+    }
+    if (l.kind_case() == config::Layer::KIND_NOT_SET) {
+      return InvalidArgumentError(where + "empty layer (set dense, conv2d, ...)");
+    }
+    std::string field_error = CheckSequenceLayerFields(l);
+    if (!field_error.empty()) return InvalidArgumentError(where + field_error);
+  }
+  return Status::Ok();
+}
+
+Status ValidateGan(const config::Recipe& r) {
+  const config::Gan& g = r.gan();
+  if (r.model().layers_size() > 0) {
+    return InvalidArgumentError("model: a GAN recipe describes its models in gan.generator and gan.discriminator");
+  }
+  if (r.has_optimizer()) {
+    return InvalidArgumentError("optimizer: a GAN recipe sets gan.generator_optimizer and "
+                                "gan.discriminator_optimizer instead");
+  }
+  if (r.data().dataset() != "fashion_mnist") {
+    return InvalidArgumentError("data.dataset: a GAN trains on images (fashion_mnist), not \"" + r.data().dataset() +
+                                "\"");
+  }
+  if (r.distributed().gradient_accumulation_steps() > 1) {
+    return InvalidArgumentError("distributed.gradient_accumulation_steps: not supported for GAN recipes "
+                                "(each step updates two models in turn)");
+  }
+  if (g.noise_dim() <= 0) return InvalidArgumentError("gan.noise_dim must be > 0");
+  if (g.quality_samples() < 0) return InvalidArgumentError("gan.quality_samples must be >= 0");
+  if (g.grid_rows() < 0 || g.grid_rows() > 100) return InvalidArgumentError("gan.grid_rows must be in [0, 100]");
+  if (!(g.real_label() > 0 && g.real_label() <= 1)) return InvalidArgumentError("gan.real_label must be in (0, 1]");
+  LS_RETURN_IF_ERROR(ValidateLayers(g.generator(), "gan.generator", false));
+  LS_RETURN_IF_ERROR(ValidateLayers(g.discriminator(), "gan.discriminator", false));
+  for (const char* role : {"generator", "discriminator"}) {
+    const std::string field = std::string("gan.") + role + "_optimizer";
+    const config::Optimizer& o = std::string(role) == "generator" ? g.generator_optimizer() : g.discriminator_optimizer();
+    if (o.clip_global_norm() < 0) return InvalidArgumentError(field + ".clip_global_norm must be >= 0");
+    ScheduleConfig s = ToScheduleConfig(r, 1);
+    s.base_lr = o.learning_rate();
+    LS_RETURN_IF_ERROR(ValidateSchedule(s).WithContext(field + "/schedule"));
+    LS_RETURN_IF_ERROR(Optimizer::Validate(ToOptimizerConfig(o)).WithContext(field));
+  }
+  return Status::Ok();
+}
+
 Status ValidateRecipe(const config::Recipe& r) {
   const auto& t = r.training();
-  if (r.model().layers_size() == 0) return InvalidArgumentError("model.layers: the model has no layers");
   if (t.global_batch_size() <= 0) {
     return InvalidArgumentError("training.global_batch_size must be > 0 (got " +
                                 std::to_string(t.global_batch_size()) + ")");
@@ -223,9 +282,6 @@ Status ValidateRecipe(const config::Recipe& r) {
       (r.data().validation_fraction() < 0 || r.data().validation_fraction() >= 1)) {
     return InvalidArgumentError("data.validation_fraction must be in [0, 1)");
   }
-  if (r.optimizer().clip_global_norm() < 0) {
-    return InvalidArgumentError("optimizer.clip_global_norm must be >= 0");
-  }
   const auto& d = r.distributed();
   if (d.zero_stage() != 0 && d.zero_stage() != 1) {
     return InvalidArgumentError("distributed.zero_stage must be 0 or 1 (got " + std::to_string(d.zero_stage()) + ")");
@@ -239,31 +295,48 @@ Status ValidateRecipe(const config::Recipe& r) {
   if (d.has_collective_timeout_seconds() && !(d.collective_timeout_seconds() > 0)) {
     return InvalidArgumentError("distributed.collective_timeout_seconds must be > 0");
   }
+  if (r.has_gan()) return ValidateGan(r);
+  if (r.optimizer().clip_global_norm() < 0) {
+    return InvalidArgumentError("optimizer.clip_global_norm must be >= 0");
+  }
   LS_RETURN_IF_ERROR(ValidateSchedule(ToScheduleConfig(r, 1)).WithContext("optimizer/schedule"));
   LS_RETURN_IF_ERROR(Optimizer::Validate(ToOptimizerConfig(r.optimizer())).WithContext("optimizer"));
-  for (int i = 0; i < r.model().layers_size(); ++i) {
-    const auto& l = r.model().layers(i);
-    bool last = i + 1 == r.model().layers_size();
-    config::Activation act = config::LINEAR;
-    if (l.has_dense()) act = l.dense().activation();
-    if (l.has_conv2d()) act = l.conv2d().activation();
-    if (l.has_activation()) act = l.activation().function();
-    if (l.has_time_distributed_dense()) act = l.time_distributed_dense().activation();
-    if (act == config::SOFTMAX && !(last && r.loss() == config::SPARSE_CATEGORICAL_CROSSENTROPY)) {
-      return InvalidArgumentError("model.layers[" + std::to_string(i) +
-                                  "]: softmax is only allowed on the last layer with "
-                                  "SPARSE_CATEGORICAL_CROSSENTROPY (it is fused into the loss)");
-    }
-    if (l.kind_case() == config::Layer::KIND_NOT_SET) {
-      return InvalidArgumentError("model.layers[" + std::to_string(i) + "]: empty layer (set dense, conv2d, ...)");
-    }
-    std::string field_error = CheckSequenceLayerFields(l);
-    if (!field_error.empty()) {
-      return InvalidArgumentError("model.layers[" + std::to_string(i) + "]: " + field_error);
-    }
-  }
-  return Status::Ok();
+  return ValidateLayers(r.model(), "model", r.loss() == config::SPARSE_CATEGORICAL_CROSSENTROPY);
 }
+
+// The parse-tree node of a message field path ("model", "gan.generator"); null when absent.
+pb::TextFormat::ParseInfoTree* TreeFor(pb::TextFormat::ParseInfoTree* root, const std::string& field_path) {
+  const pb::Descriptor* desc = config::Recipe::descriptor();
+  pb::TextFormat::ParseInfoTree* tree = root;
+  std::stringstream parts(field_path);
+  for (std::string part; tree != nullptr && std::getline(parts, part, '.');) {
+    const pb::FieldDescriptor* f = desc->FindFieldByName(part);
+    if (f == nullptr || f->message_type() == nullptr) return nullptr;
+    tree = tree->GetTreeForNested(f, -1);
+    desc = f->message_type();
+  }
+  return tree;
+}
+
+// 1-based line of each layers entry of the model at `field_path` (0 = unknown).
+std::vector<int> LayerLines(pb::TextFormat::ParseInfoTree* root, const std::string& field_path, int layers) {
+  const pb::FieldDescriptor* layers_f = config::Model::descriptor()->FindFieldByName("layers");
+  pb::TextFormat::ParseInfoTree* tree = TreeFor(root, field_path);
+  std::vector<int> lines;
+  for (int i = 0; i < layers; ++i) {
+    int line = tree ? tree->GetLocation(layers_f, i).line : -1;
+    lines.push_back(line >= 0 ? line + 1 : 0);
+  }
+  return lines;
+}
+
+const config::Model& ModelAt(const config::Recipe& r, const std::string& field) {
+  if (field == "gan.generator") return r.gan().generator();
+  if (field == "gan.discriminator") return r.gan().discriminator();
+  return r.model();
+}
+
+const char* const kModelFields[] = {"model", "gan.generator", "gan.discriminator"};
 
 void FillDefaults(config::Recipe* r) {
   if (r->data().dataset().empty()) r->mutable_data()->set_dataset("fashion_mnist");
@@ -279,6 +352,13 @@ void FillDefaults(config::Recipe* r) {
   if (!c->has_async()) c->set_async(true);
   if (!c->has_at_end()) c->set_at_end(true);
   if (!c->has_timeout_seconds()) c->set_timeout_seconds(300);
+  if (r->has_gan()) {
+    auto* g = r->mutable_gan();
+    if (g->noise_dim() == 0) g->set_noise_dim(100);
+    if (g->quality_samples() == 0) g->set_quality_samples(1000);
+    if (!g->has_grid_rows()) g->set_grid_rows(10);
+    if (!g->has_real_label()) g->set_real_label(1.0f);
+  }
 }
 
 }  // namespace
@@ -305,16 +385,16 @@ Result<LoadedRecipe> ParseRecipe(const std::string& text, const std::string& nam
   FillDefaults(&out.recipe);
   Status valid = ValidateRecipe(out.recipe);
   if (!valid.ok()) {
-    // Point at the layer's line when the message is about a layer.
+    // Point at the layer's line when the message is about a layer ("gan.generator.layers[2]: ...").
     const std::string& m = valid.message();
-    size_t at = m.find("model.layers[");
+    size_t at = m.find(".layers[");
     if (at != std::string::npos) {
-      int index = std::atoi(m.c_str() + at + 13);
-      const pb::FieldDescriptor* model_f = config::Recipe::descriptor()->FindFieldByName("model");
+      const std::string field = m.substr(0, at);
+      const int index = std::atoi(m.c_str() + at + 8);
       const pb::FieldDescriptor* layers_f = config::Model::descriptor()->FindFieldByName("layers");
-      pb::TextFormat::ParseInfoTree* model_tree = info.GetTreeForNested(model_f, -1);
-      if (model_tree) {
-        pb::TextFormat::ParseLocation loc = model_tree->GetLocation(layers_f, index);
+      pb::TextFormat::ParseInfoTree* tree = TreeFor(&info, field);
+      if (tree) {
+        pb::TextFormat::ParseLocation loc = tree->GetLocation(layers_f, index);
         if (loc.line >= 0) {
           return InvalidArgumentError(name + ":" + std::to_string(loc.line + 1) + ":" +
                                       std::to_string(loc.column + 1) + ": " + m);
@@ -325,13 +405,8 @@ Result<LoadedRecipe> ParseRecipe(const std::string& text, const std::string& nam
   }
   pb::TextFormat::PrintToString(out.recipe, &out.text);
   out.layer_lines.clear();
-  const pb::FieldDescriptor* model_f = config::Recipe::descriptor()->FindFieldByName("model");
-  const pb::FieldDescriptor* layers_f = config::Model::descriptor()->FindFieldByName("layers");
-  pb::TextFormat::ParseInfoTree* model_tree = info.GetTreeForNested(model_f, -1);
-  for (int i = 0; i < out.recipe.model().layers_size(); ++i) {
-    int line = -1;
-    if (model_tree) line = model_tree->GetLocation(layers_f, i).line;
-    out.layer_lines.push_back(line >= 0 ? line + 1 : 0);
+  for (const char* field : kModelFields) {
+    out.layer_lines[field] = LayerLines(&info, field, ModelAt(out.recipe, field).layers_size());
   }
   return out;
 }
@@ -346,14 +421,23 @@ Result<LoadedRecipe> LoadRecipe(const std::string& path, const std::vector<std::
 
 Result<std::unique_ptr<Model>> BuildModel(const LoadedRecipe& loaded, Backend* backend,
                                           const Shape& input_shape, int64_t dataset_vocab_size) {
+  return BuildModel(loaded, "model", backend, input_shape, dataset_vocab_size);
+}
+
+Result<std::unique_ptr<Model>> BuildModel(const LoadedRecipe& loaded, const std::string& field, Backend* backend,
+                                          const Shape& input_shape, int64_t dataset_vocab_size) {
   const config::Recipe& r = loaded.recipe;
+  const config::Model& spec = ModelAt(r, field);
   std::vector<std::unique_ptr<Layer>> layers;
   std::vector<std::string> labels;
-  ParamInit init = ToInit(r.model().kernel_init());
+  ParamInit init = ToInit(spec.kernel_init());
   Shape shape = input_shape;  // tracked to resolve SAME padding
+  auto lines = loaded.layer_lines.find(field);
   auto label = [&](int i) {
-    int line = i < static_cast<int>(loaded.layer_lines.size()) ? loaded.layer_lines[static_cast<size_t>(i)] : 0;
-    return loaded.path + (line > 0 ? ":" + std::to_string(line) : std::string()) + ": model.layers[" +
+    int line = lines != loaded.layer_lines.end() && i < static_cast<int>(lines->second.size())
+                   ? lines->second[static_cast<size_t>(i)]
+                   : 0;
+    return loaded.path + (line > 0 ? ":" + std::to_string(line) : std::string()) + ": " + field + ".layers[" +
            std::to_string(i) + "]";
   };
   auto add = [&](std::unique_ptr<Layer> layer, int i) -> Status {
@@ -364,9 +448,9 @@ Result<std::unique_ptr<Model>> BuildModel(const LoadedRecipe& loaded, Backend* b
     labels.push_back(label(i));
     return Status::Ok();
   };
-  int n = r.model().layers_size();
+  int n = spec.layers_size();
   for (int i = 0; i < n; ++i) {
-    const config::Layer& l = r.model().layers(i);
+    const config::Layer& l = spec.layers(i);
     auto fail = [&](const Status& s) { return InvalidArgumentError(label(i) + ": " + s.message()); };
     config::Activation act = config::LINEAR;
     switch (l.kind_case()) {
@@ -516,6 +600,11 @@ Result<std::unique_ptr<Model>> BuildModel(const LoadedRecipe& loaded, Backend* b
       LS_RETURN_IF_ERROR(add(MakeActivation(ToActivation(act)), i));
     }
   }
+  if (field == "gan.discriminator" && shape != Shape{1}) {
+    return InvalidArgumentError(loaded.path + ": gan.discriminator must output one logit per image, shape (1); it "
+                                "outputs " + ShapeToString(shape));
+  }
+  if (field != "model") return Model::Create(backend, input_shape, std::move(layers), std::move(labels));
   // A (T, vocab) output is a language model: softmax cross-entropy per time step.
   Status loss_ok = shape.size() == 2 && ToLossKind(r.loss()) == LossKind::kSoftmaxCrossEntropy
                        ? ValidateSequenceLoss(shape)

@@ -4,6 +4,7 @@
 // Thread-compatible.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -20,7 +21,9 @@ struct LoadedRecipe {
   config::Recipe recipe;
   std::string path;
   std::string text;  // the effective recipe (after overrides), in text format
-  std::vector<int> layer_lines;  // 1-based line of each model.layers entry (0 = unknown)
+  // 1-based line of each layers entry (0 = unknown) of each model the recipe
+  // describes: "model", or a GAN's "gan.generator" and "gan.discriminator".
+  std::map<std::string, std::vector<int>> layer_lines;
 };
 
 // Parses `path`, applies overrides ("training.epochs=3"), fills defaults and validates
@@ -34,6 +37,12 @@ Result<LoadedRecipe> ParseRecipe(const std::string& text, const std::string& dis
 // `dataset_vocab_size` (> 0 for text datasets) fills embedding { vocab_size: 0 };
 // with 0 such an embedding is an error naming the layer.
 Result<std::unique_ptr<Model>> BuildModel(const LoadedRecipe& recipe, Backend* backend,
+                                          const Shape& input_shape, int64_t dataset_vocab_size = 0);
+
+// The same for one named model of the recipe: "model", "gan.generator" or
+// "gan.discriminator" (whose output must be one logit). Only "model" is checked
+// against the recipe's loss.
+Result<std::unique_ptr<Model>> BuildModel(const LoadedRecipe& recipe, const std::string& field, Backend* backend,
                                           const Shape& input_shape, int64_t dataset_vocab_size = 0);
 
 OptimizerConfig ToOptimizerConfig(const config::Optimizer& o);

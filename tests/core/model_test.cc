@@ -126,6 +126,40 @@ TEST(Model, WholeModelGradientMatchesFiniteDifferences) {
   }
 }
 
+// A GAN's generator learns through the discriminator's input gradient.
+TEST(Model, InputGradientMatchesFiniteDifferences) {
+  auto be = CreateCpuBackend();
+  auto model = SmallCnn(be.get());
+  model->InitializeParameters(9);
+  std::vector<float> x = RandomVector(2 * 36, 7);
+  std::vector<int32_t> labels = {0, 2};
+  Tensor xt = Tensor::View(x.data(), {2, 6, 6, 1}, DType::kFloat32, be->device());
+  Tensor yt = Tensor::View(labels.data(), {2}, DType::kInt32, be->device());
+  StepContext ctx;
+  ctx.backend = be.get();
+  auto loss = [&]() {
+    Tensor out = model->Forward(ctx, xt);
+    return ComputeLoss(*be, LossKind::kSoftmaxCrossEntropy, out, yt, 1.0f, nullptr).sum;
+  };
+  Tensor out = model->Forward(ctx, xt);
+  std::vector<float> dout(8), dx(x.size(), -7.0f);
+  Tensor dt = Tensor::View(dout.data(), {2, 4}, DType::kFloat32, be->device());
+  Tensor dxt = Tensor::View(dx.data(), {2, 6, 6, 1}, DType::kFloat32, be->device());
+  ComputeLoss(*be, LossKind::kSoftmaxCrossEntropy, out, yt, 1.0f, &dt);
+  model->Backward(ctx, dt, nullptr, &dxt);
+  const float eps = 1e-2f;
+  for (size_t i = 0; i < x.size(); ++i) {
+    float saved = x[i];
+    x[i] = saved + eps;
+    double lp = loss();
+    x[i] = saved - eps;
+    double lm = loss();
+    x[i] = saved;
+    double numeric = (lp - lm) / (2 * eps);
+    EXPECT_NEAR(dx[i], numeric, 2e-3 + 3e-2 * std::fabs(numeric)) << "input element " << i;
+  }
+}
+
 TEST(Model, ShapeErrorsNameTheLayer) {
   auto be = CreateCpuBackend();
   std::vector<std::unique_ptr<Layer>> layers;

@@ -31,7 +31,7 @@ TEST(Recipe, GoodRecipeParsesWithDefaults) {
   EXPECT_EQ(r->recipe.distributed().bucket_size_mb(), 25);
   EXPECT_EQ(r->recipe.training().eval_batch_size(), 256);
   EXPECT_TRUE(r->recipe.training().drop_last());
-  EXPECT_EQ(r->layer_lines, (std::vector<int>{3, 4, 5}));
+  EXPECT_EQ(r->layer_lines.at("model"), (std::vector<int>{3, 4, 5}));
 }
 
 TEST(Recipe, UnknownFieldNamesFileLineAndColumn) {
@@ -306,6 +306,110 @@ TEST(RecipeSequence, SoftmaxOnATimeDistributedDenseOnlyLast) {
             std::string::npos)
       << r.status().message();
 }
+
+// ---------------------------------------------------------------- GAN recipes
+
+const char* kGanRecipe = R"(gan {
+  noise_dim: 8
+  generator {
+    layers { dense { units: 16 activation: RELU } }
+    layers { dense { units: 784 activation: TANH } }
+  }
+  discriminator {
+    layers { flatten {} }
+    layers { dense { units: 16 activation: RELU } }
+    layers { dense { units: 1 } }
+  }
+  generator_optimizer { kind: ADAM learning_rate: 0.0002 beta1: 0.5 }
+  discriminator_optimizer { kind: SGD learning_rate: 0.01 }
+}
+training { global_batch_size: 8 epochs: 1 }
+)";
+
+TEST(RecipeGan, ParsesWithDefaultsAndBuildsBothModels) {
+  auto r = ParseRecipe(kGanRecipe, "gan.pbtxt");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->recipe.gan().quality_samples(), 1000);
+  EXPECT_EQ(r->recipe.gan().grid_rows(), 10);
+  EXPECT_FLOAT_EQ(r->recipe.gan().real_label(), 1.0f);
+  EXPECT_EQ(r->layer_lines.at("gan.generator"), (std::vector<int>{4, 5}));
+  EXPECT_EQ(r->layer_lines.at("gan.discriminator"), (std::vector<int>{8, 9, 10}));
+  auto be = CreateCpuBackend();
+  auto g = BuildModel(*r, "gan.generator", be.get(), {8});
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  EXPECT_EQ((*g)->output_shape(), (Shape{784}));
+  auto d = BuildModel(*r, "gan.discriminator", be.get(), {28, 28, 1});
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ((*d)->output_shape(), (Shape{1}));
+}
+
+TEST(RecipeGan, DiscriminatorMustOutputOneLogit) {
+  std::string text = kGanRecipe;
+  text.replace(text.find("units: 1 }"), 10, "units: 2 }");
+  auto r = ParseRecipe(text, "gan.pbtxt");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  auto be = CreateCpuBackend();
+  auto d = BuildModel(*r, "gan.discriminator", be.get(), {28, 28, 1});
+  ASSERT_FALSE(d.ok());
+  EXPECT_NE(d.status().message().find("gan.discriminator must output one logit per image, shape (1)"),
+            std::string::npos)
+      << d.status().message();
+}
+
+TEST(RecipeGan, ShippedGanRecipeBuilds) {
+  auto r = LoadRecipe(SourceDir() + "/recipes/gan-fashion.pbtxt");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  auto be = CreateCpuBackend();
+  auto g = BuildModel(*r, "gan.generator", be.get(), {r->recipe.gan().noise_dim()});
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  EXPECT_EQ(NumElements((*g)->output_shape()), 784);
+  auto d = BuildModel(*r, "gan.discriminator", be.get(), {28, 28, 1});
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+}
+
+struct GanRecipeError {
+  const char* name;
+  const char* edit_from;  // replaced in kGanRecipe (appended when empty)
+  const char* edit_to;
+  const char* expect;
+};
+
+class RecipeGanError : public ::testing::TestWithParam<GanRecipeError> {};
+
+TEST_P(RecipeGanError, NamesTheField) {
+  const GanRecipeError& e = GetParam();
+  std::string text = kGanRecipe;
+  if (std::string(e.edit_from).empty()) {
+    text += e.edit_to;
+  } else {
+    ASSERT_NE(text.find(e.edit_from), std::string::npos);
+    text.replace(text.find(e.edit_from), std::string(e.edit_from).size(), e.edit_to);
+  }
+  auto r = ParseRecipe(text, "gan.pbtxt");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find(e.expect), std::string::npos) << r.status().message();
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Fields, RecipeGanError,
+    ::testing::Values(
+        GanRecipeError{"model_too", "", "model { layers { flatten {} } }\n",
+                       "model: a GAN recipe describes its models in gan.generator and gan.discriminator"},
+        GanRecipeError{"optimizer_too", "", "optimizer { learning_rate: 0.1 }\n",
+                       "optimizer: a GAN recipe sets gan.generator_optimizer"},
+        GanRecipeError{"no_generator_layers", "    layers { dense { units: 16 activation: RELU } }\n    layers { dense { units: 784 activation: TANH } }\n", "",
+                       "gan.generator.layers: the model has no layers"},
+        GanRecipeError{"softmax_in_discriminator", "units: 1 }", "units: 1 activation: SOFTMAX }",
+                       "gan.pbtxt:10:5: gan.discriminator.layers[2]: softmax is only allowed on the last layer"},
+        GanRecipeError{"no_generator_rate", "kind: ADAM learning_rate: 0.0002 beta1: 0.5", "kind: ADAM",
+                       "gan.generator_optimizer/schedule"},
+        GanRecipeError{"bad_real_label", "noise_dim: 8", "noise_dim: 8 real_label: 1.5",
+                       "gan.real_label must be in (0, 1]"},
+        GanRecipeError{"text_data", "", "data { dataset: \"text\" sequence_length: 8 }\n",
+                       "a GAN trains on images (fashion_mnist)"},
+        GanRecipeError{"accumulation", "", "distributed { gradient_accumulation_steps: 2 }\n",
+                       "not supported for GAN recipes"}),
+    [](const ::testing::TestParamInfo<GanRecipeError>& i) { return std::string(i.param.name); });
 
 class ShippedRecipe : public ::testing::TestWithParam<const char*> {};
 

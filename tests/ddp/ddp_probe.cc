@@ -1,5 +1,5 @@
 // A small training program for multi-rank tests: trains `--steps` optimiser
-// steps of a recipe and has rank 0 write the final parameters (raw fp32) to
+// steps of a recipe and has rank 0 write the final parameters of every model (raw fp32) to
 // `--out`. Run it under mpirun with different world sizes and compare files.
 #include <CLI/CLI.hpp>
 
@@ -35,11 +35,16 @@ int main(int argc, char** argv) {
     return 1;
   }
   if ((*trainer)->rank() == 0 && !out.empty()) {
-    auto& params = (*trainer)->model().params();
+    // Every model's parameters in turn (a GAN's generator, then its discriminator).
     std::ofstream f(out, std::ios::binary);
-    f.write(static_cast<const char*>(params.raw()), static_cast<std::streamsize>(params.nbytes()));
-    std::printf("rank 0 wrote %lld parameters, optimizer state %lld bytes per rank\n",
-                static_cast<long long>(params.numel()), static_cast<long long>((*trainer)->optimizer_state_bytes()));
+    long long written = 0;
+    for (int m = 0; m < (*trainer)->num_models(); ++m) {
+      auto& params = (*trainer)->model(m).params();
+      f.write(static_cast<const char*>(params.raw()), static_cast<std::streamsize>(params.nbytes()));
+      written += params.numel();
+    }
+    std::printf("rank 0 wrote %lld parameters, optimizer state %lld bytes per rank\n", written,
+                static_cast<long long>((*trainer)->optimizer_state_bytes()));
   }
   return 0;
 }

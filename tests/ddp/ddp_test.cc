@@ -1,6 +1,7 @@
 // Data-parallel equivalence and failure behaviour with real processes under real
 // mpirun: world sizes 1..4 give the parameters of the single-rank run (global
-// batch 48, 10 steps) to <= 1e-5 relative, for the MLP and the CNN, with and
+// batch 48, 10 steps) to <= 1e-5 relative, for the MLP, the CNN, the sequence
+// models and the GAN (both of its models), with and
 // without gradient accumulation and ZeRO-1; a hung collective ends every rank
 // within the deadline plus a few seconds; different recipes fail on every rank.
 #include <gtest/gtest.h>
@@ -101,7 +102,10 @@ INSTANTIATE_TEST_SUITE_P(
                       Variant{"charlm_lstm_accumulate2_zero1", "charlstm48.pbtxt",
                               "--set distributed.gradient_accumulation_steps=2 --set distributed.zero_stage=1"},
                       Variant{"cnn_accumulate2_zero1", "cnn48.pbtxt",
-                              "--set distributed.gradient_accumulation_steps=2 --set distributed.zero_stage=1"}),
+                              "--set distributed.gradient_accumulation_steps=2 --set distributed.zero_stage=1"},
+                      // Both models and both optimisers: generator then discriminator parameters.
+                      Variant{"gan", "gan48.pbtxt", ""},
+                      Variant{"gan_zero1", "gan48.pbtxt", "--set distributed.zero_stage=1"}),
     [](const ::testing::TestParamInfo<Variant>& i) { return std::string(i.param.name); });
 
 TEST(DdpFailure, HungBucketEndsEveryRankWithADiagnostic) {

@@ -126,6 +126,9 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(ExactCase{"mlp", "mlp48.pbtxt", 1, ""},
                       ExactCase{"cnn", "cnn48.pbtxt", 1, ""},
                       ExactCase{"charlm_transformer", "charlm48.pbtxt", 1, ""},
+                      // Two models and two optimisers in one checkpoint.
+                      ExactCase{"gan", "gan48.pbtxt", 1, ""},
+                      ExactCase{"gan_2ranks_zero1", "gan48.pbtxt", 2, "--set distributed.zero_stage=1"},
                       ExactCase{"mlp_2ranks_zero1_sync", "mlp48.pbtxt", 2,
                                 "--set distributed.zero_stage=1 --set checkpoint.async=false"}),
     [](const ::testing::TestParamInfo<ExactCase>& i) { return std::string(i.param.name); });
