@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <functional>
 
 #include "runtime/core/loss.h"
 #include "runtime/core/model.h"
@@ -92,6 +93,23 @@ TEST(Model, InitialisationIsSeededAndWithinGlorotBounds) {
   }
 }
 
+// Checks analytic[i] against central differences of `loss` in values[i], for
+// every `stride`-th element.
+void ExpectMatchesCentralDifferences(float* values, const float* analytic, int64_t count, int64_t stride,
+                                     const std::function<double()>& loss, const char* what) {
+  const float eps = 1e-2f;
+  for (int64_t i = 0; i < count; i += stride) {
+    float saved = values[i];
+    values[i] = saved + eps;
+    double lp = loss();
+    values[i] = saved - eps;
+    double lm = loss();
+    values[i] = saved;
+    double numeric = (lp - lm) / (2 * eps);
+    EXPECT_NEAR(analytic[i], numeric, 2e-3 + 3e-2 * std::fabs(numeric)) << what << " " << i;
+  }
+}
+
 TEST(Model, WholeModelGradientMatchesFiniteDifferences) {
   auto be = CreateCpuBackend();
   auto model = SmallCnn(be.get());
@@ -112,18 +130,8 @@ TEST(Model, WholeModelGradientMatchesFiniteDifferences) {
   ComputeLoss(*be, LossKind::kSoftmaxCrossEntropy, out, yt, 1.0f, &dt);
   model->Backward(ctx, dt);
   std::vector<float> grads(model->grads().data<float>(), model->grads().data<float>() + model->param_count());
-  float* p = model->params().data<float>();
-  const float eps = 1e-2f;
-  for (int64_t i = 0; i < model->param_count(); i += 3) {
-    float saved = p[i];
-    p[i] = saved + eps;
-    double lp = loss();
-    p[i] = saved - eps;
-    double lm = loss();
-    p[i] = saved;
-    double numeric = (lp - lm) / (2 * eps);
-    EXPECT_NEAR(grads[static_cast<size_t>(i)], numeric, 2e-3 + 3e-2 * std::fabs(numeric)) << "param " << i;
-  }
+  ExpectMatchesCentralDifferences(model->params().data<float>(), grads.data(), model->param_count(), 3, loss,
+                                  "param");
 }
 
 // A GAN's generator learns through the discriminator's input gradient.
@@ -147,17 +155,7 @@ TEST(Model, InputGradientMatchesFiniteDifferences) {
   Tensor dxt = Tensor::View(dx.data(), {2, 6, 6, 1}, DType::kFloat32, be->device());
   ComputeLoss(*be, LossKind::kSoftmaxCrossEntropy, out, yt, 1.0f, &dt);
   model->Backward(ctx, dt, nullptr, &dxt);
-  const float eps = 1e-2f;
-  for (size_t i = 0; i < x.size(); ++i) {
-    float saved = x[i];
-    x[i] = saved + eps;
-    double lp = loss();
-    x[i] = saved - eps;
-    double lm = loss();
-    x[i] = saved;
-    double numeric = (lp - lm) / (2 * eps);
-    EXPECT_NEAR(dx[i], numeric, 2e-3 + 3e-2 * std::fabs(numeric)) << "input element " << i;
-  }
+  ExpectMatchesCentralDifferences(x.data(), dx.data(), static_cast<int64_t>(x.size()), 1, loss, "input element");
 }
 
 TEST(Model, ShapeErrorsNameTheLayer) {
