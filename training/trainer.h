@@ -78,6 +78,10 @@ class Trainer {
   void ResetReducerStats() {
     for (ModelPart& p : parts_) p.reducer->ResetStats();
   }
+  // Benchmarks: keep when each step's gradient wait began and ended (ReducerStats).
+  void RecordReducerFinishWindows() {
+    for (ModelPart& p : parts_) p.reducer->set_record_finish_windows(true);
+  }
   // Ends the whole job after a failure that leaves peers blocked (a missed deadline):
   // prints the diagnostic, waits a short grace period so the other ranks can print
   // theirs, then aborts the communicator with the documented exit code.

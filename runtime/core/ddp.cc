@@ -46,7 +46,9 @@ Status GradientReducer::Finish() {
     if (!s.ok() && first.ok()) first = s;
     if (s.code() == StatusCode::kDeadlineExceeded) break;  // the caller aborts the job
   }
-  stats_.exposed_wait_seconds += NowSeconds() - t0;
+  const double t1 = NowSeconds();
+  stats_.exposed_wait_seconds += t1 - t0;
+  if (options_.record_finish_windows) stats_.finish_windows.push_back({t0, t1});
   in_flight_.clear();
   return first;
 }

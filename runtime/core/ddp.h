@@ -22,11 +22,23 @@ struct ReducerOptions {
   int64_t bucket_elements = 25 * (1 << 20) / 4;  // 25 MiB of fp32
   bool overlap = true;      // start buckets during backward (else all after backward)
   std::chrono::milliseconds deadline{300'000};
+  bool record_finish_windows = false;  // benchmarks: keep ReducerStats::finish_windows
+};
+
+// When Finish() was entered (this rank's backward is done) and when it returned
+// (NowSeconds(): steady clock, comparable between processes of one host).
+struct FinishWindow {
+  double entered = 0, returned = 0;
 };
 
 struct ReducerStats {
   double exposed_wait_seconds = 0;  // time Finish() blocked: communication NOT hidden
   int64_t buckets_launched = 0;
+  // One window per step while recording (ReducerOptions::record_finish_windows).
+  // Benchmarks gather them over the ranks of a node: the wait after the LAST rank
+  // entered Finish is communication that backward did not hide, whereas the wait
+  // before it is load imbalance between ranks.
+  std::vector<FinishWindow> finish_windows;
 };
 
 class GradientReducer {
@@ -42,6 +54,7 @@ class GradientReducer {
   // the bucket, the step and (from the communicator) the ranks that did not arrive.
   Status Finish();
   const ReducerStats& stats() const { return stats_; }
+  void set_record_finish_windows(bool on) { options_.record_finish_windows = on; }
   void ResetStats() { stats_ = ReducerStats{}; }
 
  private:
