@@ -1,0 +1,38 @@
+// Elementwise CUDA launchers mirroring kernels/cpu/elementwise.h: same arguments and
+// semantics plus the stream they are enqueued on. Pointers are device memory; nothing
+// is allocated; every launch is checked (LS_CUDA_CHECK_LAUNCH). Deterministic.
+// Callable from any host thread; ordering is the stream's.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "kernels/cpu/elementwise.h"
+
+namespace lockstep::kernels::cuda {
+
+using Activation = ::lockstep::kernels::cpu::Activation;
+
+// y (rows, cols) = f(y + bias[c]); bias may be null. act must not be GELU (as on the CPU).
+void BiasActivationForward(float* y, const float* bias, int64_t rows, int64_t cols, Activation act,
+                           cudaStream_t stream);
+// y (rows, cols) += bias (cols).
+void BiasAdd(float* y, const float* bias, int64_t rows, int64_t cols, cudaStream_t stream);
+// dbias (cols) = beta * dbias + column sums of dy (rows, cols), summed in double in a
+// fixed order. beta is 0 (overwrite) or 1 (accumulate).
+void BiasBackward(const float* dy, int64_t rows, int64_t cols, float beta, float* dbias,
+                  cudaStream_t stream);
+
+// y = f(x) over n (x == y allowed).
+void ActivationForward(Activation act, const float* x, float* y, int64_t n, cudaStream_t stream);
+// dx = dy * f'(.) over n: reads x for GELU, y otherwise (the other may be null). dx == dy allowed.
+void ActivationBackward(Activation act, const float* x, const float* y, const float* dy, float* dx,
+                        int64_t n, cudaStream_t stream);
+
+// x *= s over n.
+void Scale(float* x, int64_t n, float s, cudaStream_t stream);
+// y += a * x over n.
+void Axpy(float a, const float* x, float* y, int64_t n, cudaStream_t stream);
+
+}  // namespace lockstep::kernels::cuda

@@ -1,0 +1,105 @@
+// fp32 <-> bf16 against an independent host reference (round to nearest even on
+// the bit pattern), with the halfway, overflow, subnormal and NaN cases.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "kernels/cuda/convert.h"
+#include "tests/cuda/cuda_test_util.h"
+#include "tests/kernels/kernels_test_util.h"
+
+namespace lockstep::kernels::cuda {
+namespace {
+
+using ::lockstep::kernels::testing::TestRng;
+using testing::DeviceBuffer;
+
+uint32_t Bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+float FromBits(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+// Round to nearest, ties to even, on the top 16 bits. (NaN handled by the caller.)
+uint16_t ReferenceBf16(float f) {
+  const uint32_t u = Bits(f);
+  const uint32_t lsb = (u >> 16) & 1u;
+  return static_cast<uint16_t>((u + 0x7FFFu + lsb) >> 16);
+}
+bool IsBf16NaN(uint16_t h) { return (h & 0x7F80u) == 0x7F80u && (h & 0x7Fu) != 0; }
+
+using CudaConvertTest = testing::CudaTest;
+
+TEST_F(CudaConvertTest, Fp32ToBf16RoundsToNearestEven) {
+  std::vector<float> x = {0.0f,
+                          -0.0f,
+                          1.0f,
+                          -2.5f,
+                          FromBits(0x3F808000u),              // halfway, even below: 0x3F80
+                          FromBits(0x3F818000u),              // halfway, odd below: 0x3F82
+                          FromBits(0x3F808001u),              // just above halfway: 0x3F81
+                          std::numeric_limits<float>::max(),  // rounds up to +inf
+                          std::numeric_limits<float>::infinity(),
+                          -std::numeric_limits<float>::infinity(),
+                          std::numeric_limits<float>::denorm_min(),
+                          FromBits(0x00012345u),
+                          std::numeric_limits<float>::quiet_NaN(),
+                          FromBits(0x7F800001u)};
+  TestRng rng(71);
+  for (int i = 0; i < 100003; ++i) x.push_back(FromBits(rng.Next()));  // every exponent
+  const int64_t n = static_cast<int64_t>(x.size());
+  DeviceBuffer<float> d_x(x);
+  DeviceBuffer<uint16_t> d_y(n);
+  Fp32ToBf16(d_x.get(), d_y.get(), n, stream_);
+  const std::vector<uint16_t> y = d_y.Download();
+  int64_t bad = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const bool ok = std::isnan(x[i]) ? IsBf16NaN(y[i]) : y[i] == ReferenceBf16(x[i]);
+    if (!ok && bad++ < 5) {
+      ADD_FAILURE() << "x[" << i << "] bits 0x" << std::hex << Bits(x[i]) << " -> 0x" << y[i]
+                    << ", want 0x" << ReferenceBf16(x[i]);
+    }
+  }
+  EXPECT_EQ(bad, 0);
+}
+
+TEST_F(CudaConvertTest, Bf16ToFp32IsExactForEveryPattern) {
+  std::vector<uint16_t> x(65536);
+  for (uint32_t i = 0; i < 65536; ++i) x[i] = static_cast<uint16_t>(i);
+  DeviceBuffer<uint16_t> d_x(x);
+  DeviceBuffer<float> d_y(65536);
+  Bf16ToFp32(d_x.get(), d_y.get(), 65536, stream_);
+  const std::vector<float> y = d_y.Download();
+  int64_t bad = 0;
+  for (uint32_t i = 0; i < 65536; ++i) {
+    const bool ok = IsBf16NaN(x[i]) ? std::isnan(y[i]) : Bits(y[i]) == (i << 16);
+    if (!ok) ++bad;
+  }
+  EXPECT_EQ(bad, 0);
+}
+
+TEST_F(CudaConvertTest, OddLengthsRoundTrip) {
+  TestRng rng(72);
+  for (int64_t n : {int64_t{1}, int64_t{3}, int64_t{257}, int64_t{70001}}) {
+    const std::vector<float> x = rng.Vector(n);
+    DeviceBuffer<float> d_x(x), d_back(n);
+    DeviceBuffer<uint16_t> d_h(n);
+    Fp32ToBf16(d_x.get(), d_h.get(), n, stream_);
+    Bf16ToFp32(d_h.get(), d_back.get(), n, stream_);
+    const std::vector<float> back = d_back.Download();
+    for (int64_t i = 0; i < n; ++i) {
+      ASSERT_EQ(Bits(back[i]), static_cast<uint32_t>(ReferenceBf16(x[i])) << 16)
+          << "n=" << n << " i=" << i;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace lockstep::kernels::cuda

@@ -1,0 +1,90 @@
+// Helpers for the CUDA-vs-CPU kernel tests: the device gate (skip with the reason,
+// or fail under LOCKSTEP_REQUIRE_CUDA=1), a fixture owning a stream, RAII device
+// buffers that start poisoned (all bytes 0xFF: NaN floats), and comparisons that
+// report the first mismatch. One thread per test.
+#pragma once
+
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda/cuda_check.h"
+
+namespace lockstep::kernels::cuda::testing {
+
+// Empty when a CUDA device is usable, else why not (cudaGetDeviceCount's error).
+const std::string& NoDeviceReason();
+// LOCKSTEP_REQUIRE_CUDA=1 in the environment: a missing device is a failure.
+bool CudaRequired();
+
+// SetUp skips (or fails) without a device, else selects device 0 and makes a stream;
+// TearDown synchronises it and checks for asynchronous errors.
+class CudaTest : public ::testing::Test {
+ protected:
+  void SetUp() override;
+  void TearDown() override;
+  // Waits for the stream; a kernel fault fails the test here, naming the kernel's test.
+  void Sync();
+
+  cudaStream_t stream_ = nullptr;
+};
+
+template <typename T>
+class DeviceBuffer {
+ public:
+  explicit DeviceBuffer(int64_t n) : n_(n) {
+    if (n_ > 0) {
+      LS_CUDA_CHECK(cudaMalloc(&ptr_, bytes()));
+      LS_CUDA_CHECK(cudaMemset(ptr_, 0xFF, bytes()));
+    }
+  }
+  explicit DeviceBuffer(const std::vector<T>& host)
+      : DeviceBuffer(static_cast<int64_t>(host.size())) {
+    Upload(host);
+  }
+  ~DeviceBuffer() {
+    if (ptr_ != nullptr) cudaFree(ptr_);
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+
+  T* get() { return ptr_; }
+  const T* get() const { return ptr_; }
+  int64_t size() const { return n_; }
+  size_t bytes() const { return static_cast<size_t>(n_) * sizeof(T); }
+
+  void Upload(const std::vector<T>& host) {
+    EXPECT_EQ(static_cast<int64_t>(host.size()), n_);
+    if (n_ > 0) LS_CUDA_CHECK(cudaMemcpy(ptr_, host.data(), bytes(), cudaMemcpyHostToDevice));
+  }
+  // Synchronous copy back (waits for all prior work on the device).
+  std::vector<T> Download() const {
+    std::vector<T> host(static_cast<size_t>(n_));
+    if (n_ > 0) LS_CUDA_CHECK(cudaMemcpy(host.data(), ptr_, bytes(), cudaMemcpyDeviceToHost));
+    return host;
+  }
+
+ private:
+  T* ptr_ = nullptr;
+  int64_t n_ = 0;
+};
+
+// Distance in units in the last place between two finite floats (0 when equal,
+// huge when either is NaN or the signs differ by more than zero).
+int64_t UlpDistance(float a, float b);
+
+// Every element: |got - want| <= abs_tol + rel_tol * |want|; both NaN counts as equal.
+// On failure reports the count and the first few mismatches (index, got, want).
+::testing::AssertionResult AllClose(const std::vector<float>& got, const std::vector<float>& want,
+                                    double abs_tol, double rel_tol);
+// Elementwise bitwise equality of floats (NaN patterns included).
+::testing::AssertionResult BitwiseEqual(const std::vector<float>& got,
+                                        const std::vector<float>& want);
+// Every element within max_ulps; *worst (if non-null) receives the largest distance seen.
+::testing::AssertionResult WithinUlps(const std::vector<float>& got, const std::vector<float>& want,
+                                      int64_t max_ulps, int64_t* worst = nullptr);
+
+}  // namespace lockstep::kernels::cuda::testing
