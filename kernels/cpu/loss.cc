@@ -44,17 +44,22 @@ double SoftmaxCrossEntropy(const float* logits, const int32_t* labels, int64_t r
         << ")";
     const double mx = RowMax(row, classes);
     double sum = 0.0;
-    for (int64_t j = 0; j < classes; ++j) sum += std::exp(static_cast<double>(row[j]) - mx);
-    const double log_sum = std::log(sum);
-    total += log_sum - (static_cast<double>(row[label]) - mx);
-    if (dlogits != nullptr) {
+    if (dlogits == nullptr) {
+      for (int64_t j = 0; j < classes; ++j) sum += std::exp(static_cast<double>(row[j]) - mx);
+    } else {
+      // One exp per element: e_j is parked (as float) in the gradient row, then scaled.
       float* d = dlogits + r * classes;
-      const double inv = 1.0 / sum;
       for (int64_t j = 0; j < classes; ++j) {
-        const double p = std::exp(static_cast<double>(row[j]) - mx) * inv;
-        d[j] = static_cast<float>((p - (j == label ? 1.0 : 0.0)) * grad_scale);
+        const double e = std::exp(static_cast<double>(row[j]) - mx);
+        sum += e;
+        d[j] = static_cast<float>(e);
       }
+      const double inv = 1.0 / sum, scale = inv * grad_scale;
+      const double e_label = d[label];
+      for (int64_t j = 0; j < classes; ++j) d[j] = static_cast<float>(d[j] * scale);
+      d[label] = static_cast<float>((e_label * inv - 1.0) * grad_scale);
     }
+    total += std::log(sum) - (static_cast<double>(row[label]) - mx);
   }
   return total;
 }

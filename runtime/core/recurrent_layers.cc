@@ -2,7 +2,8 @@
 // projection of all T steps is one GEMM over batch * T rows; each step then
 // adds h_{t-1} U (a GEMM on strided views of the (batch, T, ...) buffers) and
 // runs the pointwise cell kernel. Forward keeps the gate activations and
-// states in scratch for backward.
+// states in scratch for backward; the weight gradients dW and dU are one GEMM
+// each over all batch * T rows.
 #include "runtime/core/sequence_layers.h"
 
 namespace lockstep {
@@ -83,21 +84,22 @@ class RecurrentBase : public Layer {
             beta, out + t * GateCols(), t_ * GateCols());
   }
   // dW, dU (from d(recurrent products) drec and states h) and dx from dgates.
+  // h_prev is scratch of batch * T * units floats.
   void WeightAndInputGrads(const StepContext& ctx, const float* x, const float* h, const float* dgates,
-                           const float* drec, float* dx, int64_t batch) const {
+                           const float* drec, float* dx, int64_t batch, float* h_prev) const {
     Backend& be = *ctx.backend;
     const int64_t gc = GateCols();
     be.Gemm(true, false, f_, gc, batch * t_, 1.0f, x, f_, dgates, gc, ctx.grad_beta, dw_, gc);
-    // dU = sum_b sum_{t >= 1} h_{t-1}^T drec_t: per sample, rows 0..T-2 of h against 1..T-1.
-    if (t_ > 1) {
-      for (int64_t b = 0; b < batch; ++b) {
-        be.Gemm(true, false, units_, gc, t_ - 1, 1.0f, h + b * t_ * units_, units_,
-                drec + (b * t_ + 1) * gc, gc, b == 0 ? ctx.grad_beta : 1.0f, du_, gc);
-      }
+    // dU = sum_b sum_{t >= 1} h_{t-1}^T drec_t, as one GEMM over batch * T rows: h_prev
+    // holds h shifted down one step per sample with a zero row at t = 0 (whose drec
+    // then contributes nothing).
+    const size_t row_bytes = sizeof(float) * static_cast<size_t>(units_);
+    for (int64_t b = 0; b < batch; ++b) {
+      float* dst = h_prev + b * t_ * units_;
+      be.ZeroBytes(dst, row_bytes);
+      if (t_ > 1) be.CopyBytes(dst + units_, h + b * t_ * units_, row_bytes * static_cast<size_t>(t_ - 1));
     }
-    if ((t_ <= 1 || batch == 0) && ctx.grad_beta == 0.0f) {
-      be.ZeroBytes(du_, sizeof(float) * static_cast<size_t>(units_ * gc));
-    }
+    be.Gemm(true, false, units_, gc, batch * t_, 1.0f, h_prev, units_, drec, gc, ctx.grad_beta, du_, gc);
     if (dx) be.Gemm(false, true, batch * t_, f_, gc, 1.0f, dgates, gc, w_, gc, 0.0f, dx, f_);
   }
 
@@ -158,12 +160,12 @@ class LstmLayer final : public RecurrentBase {
       }
     }
     be.BiasBackward(dgates, batch * t_, gc, ctx.grad_beta, db_);
-    WeightAndInputGrads(ctx, x, h, dgates, dgates, dx, batch);
+    WeightAndInputGrads(ctx, x, h, dgates, dgates, dx, batch, Floats(h_prev_, be, states));
   }
 
  private:
   Scratch gates_, c_, h_;   // forward: activations (batch, T, 4u), c and h (batch, T, u)
-  Scratch dgates_, dc_, dh_;
+  Scratch dgates_, dc_, dh_, h_prev_;
 };
 
 class GruLayer final : public RecurrentBase {
@@ -213,12 +215,12 @@ class GruLayer final : public RecurrentBase {
     }
     be.BiasBackward(dgates, batch * t_, gc, ctx.grad_beta, db_);
     be.BiasBackward(drec, batch * t_, gc, ctx.grad_beta, db_ + gc);
-    WeightAndInputGrads(ctx, x, h, dgates, drec, dx, batch);
+    WeightAndInputGrads(ctx, x, h, dgates, drec, dx, batch, Floats(h_prev_, be, batch * t_ * units_));
   }
 
  private:
   Scratch gates_, rec_, h_;  // forward: activations [z, r, hh], h_prev U + b_r, h
-  Scratch dgates_, drec_, dh_;
+  Scratch dgates_, drec_, dh_, h_prev_;
 };
 
 }  // namespace
