@@ -52,6 +52,9 @@ Status Validate(const cluster::ClusterConfig& c, const std::string& name) {
     if (h.slots() < 0 || h.gpus() < 0) return bad("hosts[" + std::to_string(i) + "] (" + h.name() + "): slots and gpus must be >= 0");
   }
   if (!c.hostfile().empty() && c.hosts_size() > 0) return bad("set either hosts or hostfile, not both");
+  if (!c.mpi().if_include().empty() && !c.mpi().if_exclude().empty()) {
+    return bad("set either mpi.if_include or mpi.if_exclude, not both (OpenMPI refuses both)");
+  }
   cluster::Mode mode = EffectiveMode(c);
   if (mode == cluster::MPIRUN && c.hosts_size() == 0 && c.hostfile().empty()) {
     return bad("mode MPIRUN needs hosts { name: ... slots: ... } or hostfile");
@@ -68,7 +71,7 @@ Status Validate(const cluster::ClusterConfig& c, const std::string& name) {
   if (f.has_max_restarts() && f.max_restarts() < 0) return bad("fault.max_restarts must be >= 0");
   for (double v : {f.backoff_seconds(), f.backoff_max_seconds(), f.heartbeat_interval_seconds(),
                    f.heartbeat_timeout_seconds(), f.startup_timeout_seconds(), f.stop_grace_seconds(),
-                   f.collective_timeout_seconds(), f.preempt_grace_seconds()}) {
+                   f.collective_timeout_seconds(), f.preempt_grace_seconds(), f.exit_grace_seconds()}) {
     if (v < 0 || !std::isfinite(v)) return bad("fault: durations must be finite and >= 0");
   }
   if (HeartbeatTimeoutSeconds(c) <= HeartbeatIntervalSeconds(c)) {
@@ -201,6 +204,7 @@ double HeartbeatTimeoutSeconds(const cluster::ClusterConfig& c) { return Or(c.fa
 double StartupTimeoutSeconds(const cluster::ClusterConfig& c) { return Or(c.fault().startup_timeout_seconds(), 300.0); }
 double StopGraceSeconds(const cluster::ClusterConfig& c) { return Or(c.fault().stop_grace_seconds(), 10.0); }
 double PreemptGraceSeconds(const cluster::ClusterConfig& c) { return Or(c.fault().preempt_grace_seconds(), 120.0); }
+double ExitGraceSeconds(const cluster::ClusterConfig& c) { return Or(c.fault().exit_grace_seconds(), 10.0); }
 double ProgressIntervalSeconds(const cluster::ClusterConfig& c) {
   double v = c.control().progress_interval_seconds();
   return v < 0 ? -1 : Or(v, 10.0);

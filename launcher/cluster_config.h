@@ -37,6 +37,7 @@ double HeartbeatTimeoutSeconds(const cluster::ClusterConfig& c);
 double StartupTimeoutSeconds(const cluster::ClusterConfig& c);
 double StopGraceSeconds(const cluster::ClusterConfig& c);
 double PreemptGraceSeconds(const cluster::ClusterConfig& c);
+double ExitGraceSeconds(const cluster::ClusterConfig& c);
 double ProgressIntervalSeconds(const cluster::ClusterConfig& c);
 int SignalLeadSeconds(const cluster::ClusterConfig& c);
 bool SlurmRequeue(const cluster::ClusterConfig& c);

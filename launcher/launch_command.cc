@@ -60,9 +60,7 @@ int RunLaunch(const LaunchFlags& f) {
                        {"LOCKSTEP_LAUNCH_ATTEMPT", "0"}};
     auto plan = RenderLaunch(*cluster, req);
     if (!plan.ok()) return Fail("launch", plan.status(), kExitUsage);
-    std::string env;
-    for (const auto& [name, value] : plan->env) env += name + "=" + ShellQuote(value) + " ";
-    std::cout << env << CommandLine(plan->argv) << "\n";
+    std::cout << DryRunText(*plan);
     return kExitOk;
   }
   return RunSupervisor(o);

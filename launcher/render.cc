@@ -4,7 +4,9 @@
 #include <unistd.h>
 
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <sstream>
 
 namespace lockstep {
@@ -142,7 +144,12 @@ Result<LaunchPlan> RenderLaunch(const LoadedCluster& cluster, const LaunchReques
     a.push_back("-np");
     a.push_back(std::to_string(plan.nprocs));
   }
-  if (c.hosts_size() > 0 && mode != cluster::SLURM) {
+  if (c.hosts_size() > 0 && mode == cluster::MPIRUN && !request.train.run_dir.empty()) {
+    plan.hostfile_path = request.train.run_dir + "/hostfile";
+    plan.hostfile_text = RenderHostfile(cluster);
+    a.push_back("--hostfile");
+    a.push_back(plan.hostfile_path);
+  } else if (c.hosts_size() > 0 && mode != cluster::SLURM) {
     std::vector<std::string> hosts;
     for (const auto& h : c.hosts()) {
       int s = h.slots() > 0 ? h.slots() : (h.gpus() > 0 ? h.gpus() : 1);
@@ -196,6 +203,43 @@ Result<LaunchPlan> RenderLaunch(const LoadedCluster& cluster, const LaunchReques
   }
   a.insert(a.end(), train.begin(), train.end());
   return plan;
+}
+
+std::string RenderHostfile(const LoadedCluster& cluster) {
+  std::ostringstream o;
+  o << "# OpenMPI hostfile rendered by `lockstep launch` from " << cluster.path << "\n";
+  for (const auto& h : cluster.config.hosts()) {
+    const int slots = h.slots() > 0 ? h.slots() : (h.gpus() > 0 ? h.gpus() : 1);
+    o << h.name() << " slots=" << slots << "\n";
+  }
+  return o.str();
+}
+
+Status WriteHostfile(const LaunchPlan& plan) {
+  if (plan.hostfile_path.empty()) return Status::Ok();
+  const std::string tmp = plan.hostfile_path + ".tmp" + std::to_string(getpid());
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << plan.hostfile_text;
+    out.close();
+    if (!out) return IoError("cannot write the hostfile " + tmp);
+  }
+  if (std::rename(tmp.c_str(), plan.hostfile_path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    return IoError("cannot rename " + tmp + " to " + plan.hostfile_path);
+  }
+  return Status::Ok();
+}
+
+std::string DryRunText(const LaunchPlan& plan) {
+  std::string out;
+  if (!plan.hostfile_path.empty()) {
+    const std::string dir = plan.hostfile_path.substr(0, plan.hostfile_path.rfind('/'));
+    out += "mkdir -p " + ShellQuote(dir) + " && cat > " + ShellQuote(plan.hostfile_path) + " <<'HOSTFILE'\n" +
+           plan.hostfile_text + "HOSTFILE\n";
+  }
+  for (const auto& [name, value] : plan.env) out += name + "=" + ShellQuote(value) + " ";
+  return out + CommandLine(plan.argv) + "\n";
 }
 
 Result<std::string> RenderSbatchScript(const LoadedCluster& cluster, const SbatchRequest& request) {

@@ -29,6 +29,10 @@ struct LaunchPlan {
   std::vector<std::string> argv;  // mpirun ... BINARY train ...
   EnvList env;                    // set in the launcher's child before exec; exported by -x NAME
   int nprocs = 0;
+  // MPIRUN with `hosts` and a run directory: the OpenMPI hostfile mpirun is given
+  // (RUN_DIR/hostfile); the launcher writes it before starting mpirun. Empty otherwise.
+  std::string hostfile_path;
+  std::string hostfile_text;
 };
 
 struct LaunchRequest {
@@ -41,6 +45,14 @@ struct LaunchRequest {
 // The lockstep binary the ranks run: the config's, or this executable; must exist.
 Result<std::string> ResolveBinary(const cluster::ClusterConfig& c, const std::string& override_binary);
 Result<LaunchPlan> RenderLaunch(const LoadedCluster& cluster, const LaunchRequest& request);
+// The OpenMPI hostfile of the config's `hosts`: one "NAME slots=N" line per host
+// (N = slots, else gpus, else 1), after a comment naming the config.
+std::string RenderHostfile(const LoadedCluster& cluster);
+// Writes the plan's hostfile (temporary file + rename); no-op without one.
+Status WriteHostfile(const LaunchPlan& plan);
+// `lockstep launch --dry-run`: shell that would start the ranks (the hostfile written
+// by a here-document, then the environment and the mpirun command line).
+std::string DryRunText(const LaunchPlan& plan);
 
 struct SbatchRequest {
   std::string cluster_path;        // absolute path of the cluster config (the script re-reads it)

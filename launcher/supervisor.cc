@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdio>
@@ -20,6 +21,8 @@
 #include "common/exit_codes.h"
 #include "launcher/child_process.h"
 #include "launcher/control_server.h"
+#include "launcher/netif.h"
+#include "launcher/silent_hosts.h"
 #include "launcher/status_file.h"
 
 namespace lockstep {
@@ -139,8 +142,7 @@ class Supervisor {
     }
     const bool local = EffectiveMode(c_) == cluster::LOCAL;
     const std::string bind = !c_.control().bind().empty() ? c_.control().bind() : (local ? "127.0.0.1" : "0.0.0.0");
-    const std::string advertise =
-        !c_.control().advertise().empty() ? c_.control().advertise() : (local ? "127.0.0.1" : Hostname());
+    const std::string advertise = AdvertisedAddress(local);
     token_ = RandomToken();
     auto server = ControlServer::Start(bind, c_.control().port(), token_);
     if (!server.ok()) {
@@ -194,6 +196,68 @@ class Supervisor {
     std::string error;
     RestartRecord record;
   };
+
+  // Where the ranks reach the control plane: the configured address; on one host the
+  // loopback; else this host's address on the MPI network (host names may resolve to
+  // another network, or not at all, on the compute nodes); else the host name.
+  std::string AdvertisedAddress(bool local) {
+    if (!c_.control().advertise().empty()) return c_.control().advertise();
+    if (local) return "127.0.0.1";
+    if (!c_.mpi().if_include().empty()) {
+      std::string ip = PickAddress(LocalInterfaces(), c_.mpi().if_include());
+      if (!ip.empty()) return ip;
+      Say("warning: no address of this host is on mpi.if_include \"" + c_.mpi().if_include() +
+          "\"; the ranks will reach the supervisor at " + Hostname() + " (set control.advertise)");
+    }
+    return Hostname();
+  }
+
+  // Ranks of the attempt that reached the control plane but have not said goodbye,
+  // after waiting up to 2 s for goodbyes still in flight (mpirun just exited).
+  std::vector<RankState> AwaitGoodbyes() {
+    std::vector<RankState> missing;
+    const double until = MonotonicSeconds() + 2.0;
+    for (;;) {
+      missing.clear();
+      bool in_flight = false;
+      for (const auto& r : server_->Snapshot()) {
+        if (r.rank < 0 || r.said_bye) continue;
+        missing.push_back(r);
+        in_flight |= r.connected;
+      }
+      if (!in_flight || MonotonicSeconds() > until) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    Events();
+    return missing;
+  }
+
+  static std::string Unfinished(const std::vector<RankState>& missing) {
+    std::string list;
+    for (const auto& r : missing) list += (list.empty() ? "" : ", ") + std::to_string(r.rank) + " (" + r.host + ")";
+    return std::string(missing.size() == 1 ? "rank " : "ranks ") + list + " did not finish (no goodbye on the control plane)";
+  }
+
+  // Silence on the control plane worth reporting: a few heartbeats missed.
+  double QuietSeconds() const {
+    return std::min(HeartbeatTimeoutSeconds(c_) / 2, std::max(3 * HeartbeatIntervalSeconds(c_), 1.0));
+  }
+
+  // Every rank of one host silent while the job failed: that node was lost or cut off,
+  // and it is the root cause, whatever symptom (a peer's collective deadline, a peer
+  // leaving, mpirun's report) the supervisor saw first.
+  static void NameLostHost(const SilentHost& lost, RestartRecord* rec) {
+    const std::string evidence = DescribeSilentHost(lost) + ": node " + lost.host + " lost or cut off";
+    if (rec->host == lost.host) {
+      rec->reason += "; " + evidence;
+      return;
+    }
+    rec->reason = evidence + "; seen first as: " + rec->reason;
+    rec->rank = lost.ranks.front();
+    rec->host = lost.host;
+    rec->exit_code = -1;
+    rec->signal = 0;
+  }
 
   static std::string Fixed(double v) {
     char buf[32];
@@ -301,6 +365,12 @@ class Supervisor {
     log_->ClearAttempt();
     Say("attempt " + std::to_string(attempt + 1) + ": " + status_.command);
     log_->Note("attempt " + std::to_string(attempt + 1) + " at " + NowIso8601() + ": " + status_.command);
+    if (Status written = WriteHostfile(*plan); !written.ok()) {
+      out.done = true;
+      out.exit_code = kExitFailure;
+      out.error = written.message();
+      return out;
+    }
     OutputLog* log = log_.get();
     auto child = ChildProcess::Spawn(plan->argv, plan->env, [log](const std::string& l) { log->Line(l); });
     if (!child.ok()) {
@@ -314,6 +384,7 @@ class Supervisor {
     double next_status = 0, next_progress = start + std::max(0.0, ProgressIntervalSeconds(c_));
     double preempt_deadline = 0;
     std::string hang;  // why the job is being stopped (a missed heartbeat or start-up)
+    std::vector<SilentHost> silent;  // hosts silent on the control plane when the failure was seen
     RestartRecord rec;
     int wait_status = 0;
     while (!(*child)->Poll(&wait_status)) {
@@ -349,6 +420,23 @@ class Supervisor {
             break;
           }
         }
+        if (hang.empty()) {
+          // A rank gone without a goodbye normally makes mpirun end the job at once; when
+          // it does not (its abort cannot reach a node that was cut off), stop it here.
+          for (const auto& r : ranks) {
+            if (r.rank >= 0 && !r.said_bye && !r.connected && r.disconnected_at > 0 &&
+                now - r.disconnected_at > ExitGraceSeconds(c_)) {
+              rec.rank = r.rank;
+              rec.host = r.host;
+              rec.detected_mono = now;
+              hang = "rank " + std::to_string(r.rank) + " (" + r.host + ", pid " + std::to_string(r.pid) +
+                     ") left without a goodbye " + Fixed(now - r.disconnected_at) +
+                     " s ago and mpirun has not ended the job (fault.exit_grace_seconds " +
+                     Fixed(ExitGraceSeconds(c_)) + " s)";
+              break;
+            }
+          }
+        }
         if (hang.empty() && !all_up && now - start > StartupTimeoutSeconds(c_)) {
           std::string missing;
           for (size_t i = 0; i < ranks.size(); ++i) {
@@ -359,6 +447,7 @@ class Supervisor {
         }
         if (!hang.empty()) {
           rec.step = MinStep(ranks);
+          silent = FindSilentHosts(ranks, now, QuietSeconds());
           Say("failure: " + hang + "; stopping the job");
           StopJob(child->get());
           break;
@@ -385,7 +474,10 @@ class Supervisor {
     }
     if (hang.empty() && WIFEXITED(wait_status)) {
       int code = WEXITSTATUS(wait_status);
-      if (code == kExitOk) {
+      // mpirun's 0 is a success only when every rank that reached the control plane left
+      // with a goodbye: one killed (e.g. by Slurm on a node failure) or cut off never says it.
+      const std::vector<RankState> missing = code == kExitOk ? AwaitGoodbyes() : std::vector<RankState>{};
+      if (code == kExitOk && missing.empty()) {
         out.done = true;
         return out;
       }
@@ -393,7 +485,20 @@ class Supervisor {
         out.done = true;
         out.exit_code = code == kExitRequeue ? kExitRequeue : code;
         out.error = code == kExitRequeue ? "" : "the job ended with " + DescribeWaitStatus(wait_status) + " after a preemption signal";
+        if (code == kExitOk) {
+          out.exit_code = kExitFailure;
+          out.error = "the job ended after a preemption signal, but " + Unfinished(missing) + ": no checkpoint is confirmed";
+          const auto lost = FindSilentHosts(server_->Snapshot(), MonotonicSeconds(), QuietSeconds());
+          if (!lost.empty() && lost.front().whole_host) {
+            out.error += "; " + DescribeSilentHost(lost.front()) + ": node " + lost.front().host + " lost or cut off";
+          }
+        }
         return out;
+      }
+      if (code == kExitOk) {
+        rec.rank = missing.front().rank;
+        rec.host = missing.front().host;
+        hang = "mpirun exited with code 0, but " + Unfinished(missing);
       }
     }
     // A failure: find its root cause.
@@ -421,9 +526,12 @@ class Supervisor {
     } else {
       rec.reason = hang;
     }
+    const int symptom_rank = rec.rank;  // its last lines tell what it saw (e.g. a collective deadline)
     if (rec.rank >= 0) rec.last_lines = log_->LastLines(rec.rank);
+    if (silent.empty()) silent = FindSilentHosts(ranks, ended, QuietSeconds());
+    if (!silent.empty() && silent.front().whole_host) NameLostHost(silent.front(), &rec);
     Say("failure (attempt " + std::to_string(attempt + 1) + "): " + rec.reason);
-    for (const auto& l : rec.last_lines) Say("  rank " + std::to_string(rec.rank) + "> " + l);
+    for (const auto& l : rec.last_lines) Say("  rank " + std::to_string(symptom_rank) + "> " + l);
     log_->Note("failure: " + rec.reason);
     // A bad recipe, dataset or checkpoint fails the same way again: no restart.
     if (hang.empty() && rec.signal == 0 &&

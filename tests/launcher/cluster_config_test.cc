@@ -78,13 +78,15 @@ TEST(ClusterConfigs, MultiNodeRendersHostsInterfacesAndNcclEnvironment) {
   auto plan = RenderLaunch(*c, req);
   ASSERT_TRUE(plan.ok()) << plan.status().ToString();
   std::string cmd = CommandLine(plan->argv);
-  for (const char* s : {"-np 16", "--host node01:8,node02:8", "--map-by ppr:8:node", "--mca btl_tcp_if_include eth0",
+  for (const char* s : {"-np 16", "--hostfile /tmp/run/hostfile", "--map-by ppr:8:node", "--mca btl_tcp_if_include eth0",
                         "--mca oob_tcp_if_include eth0", "-x NCCL_IB_HCA", "-x NCCL_SOCKET_IFNAME", "-x LD_LIBRARY_PATH",
                         "distributed.collective_timeout_seconds=600"}) {
     EXPECT_NE(cmd.find(s), std::string::npos) << s << "\n" << cmd;
   }
   EXPECT_EQ(cmd.find("--allow-run-as-root"), std::string::npos) << "only where configured";
   EXPECT_EQ(cmd.find("--oversubscribe"), std::string::npos) << "only where configured";
+  EXPECT_EQ(plan->hostfile_path, "/tmp/run/hostfile");
+  EXPECT_NE(plan->hostfile_text.find("\nnode01 slots=8\nnode02 slots=8\n"), std::string::npos) << plan->hostfile_text;
 }
 
 TEST(ClusterConfigErrors, UnknownFieldNamesFileLineColumn) {
