@@ -1,5 +1,6 @@
-// cuBLASLt GEMM with row-major semantics against cpu::Sgemm (+ BiasActivationForward
-// for the epilogues): all four transpose combinations, padded leading dimensions,
+// cuBLASLt GEMM against the row-major semantics of cpu::Sgemm (kernels/cpu/gemm.h),
+// evaluated in double here (so this suite needs no BLAS), plus the bias / ReLU
+// epilogues: all four transpose combinations, padded leading dimensions,
 // misaligned operands, m/n/k of 1 and odd sizes, beta != 0, k == 0, TF32.
 // Tolerance: each element may differ by 4 k eps times sum_l |a_il b_lj| (the
 // rounding bound of a k-term dot product); an indexing bug is off by O(1).
@@ -7,10 +8,9 @@
 
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <vector>
 
-#include "kernels/cpu/elementwise.h"
-#include "kernels/cpu/gemm.h"
 #include "kernels/cuda/gemm.h"
 #include "tests/cuda/cuda_test_util.h"
 #include "tests/kernels/kernels_test_util.h"
@@ -60,20 +60,26 @@ class CudaGemmTest : public testing::CudaTest {
     }
     DeviceBuffer<float> d_a(a), d_b(b), d_c(c), d_bias(bias);
 
-    // CPU reference: Sgemm, then the epilogue over the m x n block (row stride ldc).
-    std::vector<float> want = c;
-    cpu::Sgemm(ta, tb, p.m, p.n, p.k, alpha, a.data() + off, lda, b.data() + off, ldb, beta,
-               want.data() + off, ldc);
+    // Reference: the row-major definition of cpu::Sgemm (kernels/cpu/gemm.h) in double,
+    // then the epilogue; bound = |alpha| sum_l |op(A)_il op(B)_lj| for the tolerance.
+    std::vector<double> want(p.m * p.n), bound(p.m * p.n);
     for (int64_t r = 0; r < p.m; ++r) {
-      cpu::BiasActivationForward(want.data() + off + r * ldc, has_bias ? bias.data() : nullptr, 1,
-                                 p.n, relu ? cpu::Activation::kRelu : cpu::Activation::kIdentity);
+      for (int64_t j = 0; j < p.n; ++j) {
+        double acc = 0.0, mag = 0.0;
+        for (int64_t l = 0; l < p.k; ++l) {
+          const double av = ta ? a[off + l * lda + r] : a[off + r * lda + l];
+          const double bv = tb ? b[off + j * ldb + l] : b[off + l * ldb + j];
+          acc += av * bv;
+          mag += std::fabs(av * bv);
+        }
+        double v =
+            alpha * acc + (beta == 0.0f ? 0.0 : beta * static_cast<double>(c[off + r * ldc + j]));
+        if (has_bias) v += bias[j];
+        if (relu) v = v > 0.0 ? v : 0.0;
+        want[r * p.n + j] = v;
+        bound[r * p.n + j] = std::fabs(alpha) * mag;
+      }
     }
-    // Error bound per element: 4 k eps sum_l |a_il b_lj| (+ |beta c| rounding).
-    std::vector<float> abs_a(a.size()), abs_b(b.size()), bound(p.m * p.n, 0.0f);
-    for (size_t i = 0; i < a.size(); ++i) abs_a[i] = std::fabs(a[i]);
-    for (size_t i = 0; i < b.size(); ++i) abs_b[i] = std::fabs(b[i]);
-    cpu::Sgemm(ta, tb, p.m, p.n, p.k, std::fabs(alpha), abs_a.data() + off, lda, abs_b.data() + off,
-               ldb, 0.0f, bound.data(), p.n);
 
     GemmOptions opt;
     opt.epilogue = ep;
@@ -89,9 +95,10 @@ class CudaGemmTest : public testing::CudaTest {
       for (int64_t j = 0; j < p.n; ++j) {
         const size_t i = off + r * ldc + j;
         const double tol = 4.0 * (p.k + 2) * eps * (bound[r * p.n + j] + 1.0);
-        if (!(std::fabs(static_cast<double>(got[i]) - want[i]) <= tol) && bad++ < 5) {
-          ADD_FAILURE() << "C[" << r << "," << j << "] got " << got[i] << " want " << want[i]
-                        << " (tol " << tol << ")";
+        const double w = want[r * p.n + j];
+        if (!(std::fabs(static_cast<double>(got[i]) - w) <= tol) && bad++ < 5) {
+          ADD_FAILURE() << "C[" << r << "," << j << "] got " << got[i] << " want " << w << " (tol "
+                        << tol << ")";
         }
       }
       // Padding columns of C are not touched.

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# One call on a lent GPU machine (see /work/shared/ENVIRONMENT.md): probe what is
+# there, build the CUDA test bundle (tests/cuda/bundle), run every CUDA test with
+# LOCKSTEP_REQUIRE_CUDA=1 (a missing device fails), then again under
+# compute-sanitizer memcheck. Logs go to $OUT (or ./gpu-logs). Exit status: the
+# tests' status. Usage, from the repository root:
+#   tests/cuda/run_on_gpu.sh [googletest-source-dir]
+# From a machine without GPU, through the device tool (GoogleTest is not installed
+# there; carry Debian's sources, copied into an ignored folder first):
+#   cp -r /usr/src/googletest build-gtest-src
+#   run(command="tests/cuda/run_on_gpu.sh build-gtest-src", carry=["build-gtest-src"])
+set -u
+OUT=${OUT:-$PWD/gpu-logs}
+mkdir -p "$OUT"
+GTEST_SRC=${1:-}
+BUILD=${BUILD:-build-cuda-bundle}
+export PATH=/usr/local/cuda/bin:$PATH
+
+{
+  echo "== probe"; date -u
+  nvidia-smi -L; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+  which cmake ninja nvcc g++ c++ compute-sanitizer mpirun protoc
+  nvcc --version | tail -2; cmake --version | head -1
+  ls /usr/include/gtest /usr/include/boost 2>&1 | head -2
+  ls /usr/local/cuda/lib64 2>/dev/null | grep -E 'nccl|cudnn|cublasLt' | head
+  python3 -c "import nvidia, os; print([os.path.join(p) for p in nvidia.__path__])" 2>&1
+} > "$OUT/probe.txt" 2>&1
+cat "$OUT/probe.txt"
+
+generator=()
+command -v ninja > /dev/null && generator=(-G Ninja)
+gtest_arg=()
+[ -n "$GTEST_SRC" ] && gtest_arg=(-DLOCKSTEP_GTEST_SOURCE_DIR="$GTEST_SRC")
+start=$(date +%s)
+if ! cmake -S tests/cuda/bundle -B "$BUILD" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
+       -DCMAKE_CUDA_COMPILER=$(command -v nvcc) "${gtest_arg[@]}" > "$OUT/configure.txt" 2>&1 ||
+   ! cmake --build "$BUILD" -j "$(nproc)" > "$OUT/build.txt" 2>&1; then
+  echo "BUILD FAILED (see $OUT/configure.txt, $OUT/build.txt)"; tail -40 "$OUT/configure.txt" "$OUT/build.txt"
+  exit 2
+fi
+echo "build: $(( $(date +%s) - start )) s"
+
+export LOCKSTEP_REQUIRE_CUDA=1
+"$BUILD/kernels_cuda_test" --gtest_output=xml:"$OUT/kernels_cuda_test.xml" > "$OUT/test.txt" 2>&1
+status=$?
+grep -E '^\[  (FAILED|PASSED|SKIPPED) |^\[==========\]|worst distance' "$OUT/test.txt" | head -60
+grep -A8 'Failure$' "$OUT/test.txt" | head -80  # the first failures in full
+echo "tests: exit $status"
+
+if command -v compute-sanitizer > /dev/null; then
+  # memcheck on everything but the death test (it forks) and the slowest sizes.
+  timeout 400 compute-sanitizer --tool memcheck --error-exitcode 99 \
+    "$BUILD/kernels_cuda_test" --gtest_filter='-CudaCheckDeathTest.*' > "$OUT/memcheck.txt" 2>&1
+  echo "memcheck: exit $? ($(grep -c 'Invalid' "$OUT/memcheck.txt") invalid accesses reported)"
+  tail -5 "$OUT/memcheck.txt"
+fi
+exit $status
