@@ -49,6 +49,28 @@ class Backend {
   virtual void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                     const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
                     int64_t ldc) = 0;
+  // A right-hand operand op(B) (k x n) reused by many small-m products (an LSTM/GRU
+  // recurrent kernel over T steps): GemmPackB once into a workspace of
+  // GemmPackedBBytes, then GemmPackedB per step; B must stay unchanged in between.
+  // The defaults keep no copy and call Gemm with the original B, so a backend need
+  // not implement packing.
+  struct PackedB {
+    bool trans_b = false;
+    int64_t n = 0, k = 0;
+    const float* b = nullptr;
+    int64_t ldb = 0;
+    const void* packed = nullptr;  // backend-specific; null: use b
+  };
+  virtual size_t GemmPackedBBytes(int64_t /*n*/, int64_t /*k*/) { return 0; }
+  virtual PackedB GemmPackB(bool trans_b, int64_t n, int64_t k, const float* b, int64_t ldb,
+                            void* /*workspace*/) {
+    return PackedB{trans_b, n, k, b, ldb, nullptr};
+  }
+  // C (m x n) = A (m x k, lda) op(B) + beta C.
+  virtual void GemmPackedB(int64_t m, const float* a, int64_t lda, const PackedB& b, float beta, float* c,
+                           int64_t ldc) {
+    Gemm(false, b.trans_b, m, b.n, b.k, 1.0f, a, lda, b.b, b.ldb, beta, c, ldc);
+  }
   virtual void BiasAdd(float* y, const float* bias, int64_t rows, int64_t cols) = 0;
   // y = act(y + bias) in one pass (bias may be null; act's derivative must follow from
   // its output: identity, ReLU, Tanh, Sigmoid).

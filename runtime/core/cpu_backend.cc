@@ -5,6 +5,7 @@
 
 #include "kernels/cpu/embedding.h"
 #include "kernels/cpu/gemm.h"
+#include "kernels/cpu/gemm_packed.h"
 #include "kernels/cpu/layer_norm.h"
 #include "kernels/cpu/loss.h"
 #include "runtime/core/backend.h"
@@ -13,6 +14,8 @@ namespace lockstep {
 namespace {
 
 namespace k = kernels::cpu;
+
+constexpr int64_t kPackedGemmMaxRows = 64;
 
 class CpuBackend final : public Backend {
  public:
@@ -41,6 +44,21 @@ class CpuBackend final : public Backend {
   void Gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t kk, float alpha, const float* a,
             int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) override {
     k::Sgemm(ta, tb, m, n, kk, alpha, a, lda, b, ldb, beta, c, ldc);
+  }
+  size_t GemmPackedBBytes(int64_t n, int64_t k) override { return k::PackedGemmBFloats(n, k) * sizeof(float); }
+  PackedB GemmPackB(bool trans_b, int64_t n, int64_t k, const float* b, int64_t ldb, void* workspace) override {
+    k::PackGemmB(trans_b, n, k, b, ldb, static_cast<float*>(workspace));
+    return PackedB{trans_b, n, k, b, ldb, workspace};
+  }
+  void GemmPackedB(int64_t m, const float* a, int64_t lda, const PackedB& b, float beta, float* c,
+                   int64_t ldc) override {
+    // The packed kernel is single-threaded and wins for small m (it skips OpenBLAS's
+    // per-call packing of B); otherwise, or with several BLAS threads, OpenBLAS.
+    if (b.packed != nullptr && m <= kPackedGemmMaxRows && k::BlasThreads() == 1) {
+      k::SgemmPackedB(m, b.n, b.k, a, lda, static_cast<const float*>(b.packed), beta, c, ldc);
+    } else {
+      Gemm(false, b.trans_b, m, b.n, b.k, 1.0f, a, lda, b.b, b.ldb, beta, c, ldc);
+    }
   }
   void BiasAdd(float* y, const float* bias, int64_t rows, int64_t cols) override {
     k::BiasAdd(y, bias, rows, cols);

@@ -1,7 +1,8 @@
 // LSTM and GRU layers with full backpropagation through time. The input
 // projection of all T steps is one GEMM over batch * T rows; each step then
 // adds h_{t-1} U (a GEMM on strided views of the (batch, T, ...) buffers) and
-// runs the pointwise cell kernel. Forward keeps the gate activations and
+// runs the pointwise cell kernel; U is packed once per pass for those per-step
+// products (Backend::GemmPackB). Forward keeps the gate activations and
 // states in scratch for backward; the weight gradients dW and dU are one GEMM
 // each over all batch * T rows.
 #include "runtime/core/sequence_layers.h"
@@ -78,10 +79,17 @@ class RecurrentBase : public Layer {
     be.Gemm(false, false, batch * t_, GateCols(), f_, 1.0f, x, f_, w_, GateCols(), 0.0f, gates, GateCols());
     be.BiasAdd(gates, bias, batch * t_, GateCols());
   }
+  // U (units, G units) packed for the per-step products: trans false for h U
+  // (forward), true for d U^T (backward).
+  Backend::PackedB PackU(Backend& be, bool trans) {
+    const int64_t gc = GateCols();
+    const int64_t n = trans ? units_ : gc, k = trans ? gc : units_;
+    return be.GemmPackB(trans, n, k, u_, gc, u_packed_.Get(be, be.GemmPackedBBytes(n, k)));
+  }
   // h_{t-1} U for step t >= 1 into rows of `out` (gate_stride apart), beta 0 or 1.
-  void RecurrentProduct(Backend& be, const float* h, int64_t t, float beta, float* out, int64_t batch) const {
-    be.Gemm(false, false, batch, GateCols(), units_, 1.0f, h + (t - 1) * units_, t_ * units_, u_, GateCols(),
-            beta, out + t * GateCols(), t_ * GateCols());
+  void RecurrentProduct(Backend& be, const Backend::PackedB& u, const float* h, int64_t t, float beta, float* out,
+                        int64_t batch) const {
+    be.GemmPackedB(batch, h + (t - 1) * units_, t_ * units_, u, beta, out + t * GateCols(), t_ * GateCols());
   }
   // dW, dU (from d(recurrent products) drec and states h) and dx from dgates.
   // h_prev is scratch of batch * T * units floats.
@@ -109,6 +117,7 @@ class RecurrentBase : public Layer {
   int64_t t_ = 0, f_ = 0;
   float *w_ = nullptr, *u_ = nullptr, *b_ = nullptr;
   float *dw_ = nullptr, *du_ = nullptr, *db_ = nullptr;
+  Scratch u_packed_;  // U packed for the step GEMMs (forward, then transposed in backward)
 };
 
 constexpr float kLstmForgetBias = 1.0f;  // Keras unit_forget_bias, see sequence_layers.h
@@ -130,8 +139,9 @@ class LstmLayer final : public RecurrentBase {
     float* h = Floats(h_, be, states);
     InputProjection(be, x, b_, gates, batch);
     const RecurrentStep s = StepShape(batch);
+    const Backend::PackedB u = PackU(be, false);
     for (int64_t t = 0; t < t_; ++t) {
-      if (t > 0) RecurrentProduct(be, h, t, 1.0f, gates, batch);
+      if (t > 0) RecurrentProduct(be, u, h, t, 1.0f, gates, batch);
       be.LstmCellForward(s, gates + t * GateCols(), t > 0 ? c + (t - 1) * units_ : nullptr,
                          c + t * units_, h + t * units_, kLstmForgetBias);
     }
@@ -149,6 +159,7 @@ class LstmLayer final : public RecurrentBase {
     float* dh = Floats(dh_, be, batch * units_);
     be.ZeroBytes(dc, sizeof(float) * static_cast<size_t>(batch * units_));
     const RecurrentStep s = StepShape(batch);
+    const Backend::PackedB ut = PackU(be, true);
     for (int64_t t = t_ - 1; t >= 0; --t) {
       int64_t dy_stride = 0;
       const float* dy_t = StepDy(dy, t, &dy_stride);
@@ -156,7 +167,7 @@ class LstmLayer final : public RecurrentBase {
                           dy_t, dy_stride, t < t_ - 1 ? dh : nullptr, dc, dgates + t * gc);
       // dh_{t-1} = dgates_t U^T
       if (t > 0) {
-        be.Gemm(false, true, batch, units_, gc, 1.0f, dgates + t * gc, t_ * gc, u_, gc, 0.0f, dh, units_);
+        be.GemmPackedB(batch, dgates + t * gc, t_ * gc, ut, 0.0f, dh, units_);
       }
     }
     be.BiasBackward(dgates, batch * t_, gc, ctx.grad_beta, db_);
@@ -185,8 +196,9 @@ class GruLayer final : public RecurrentBase {
     float* h = Floats(h_, be, batch * t_ * units_);
     InputProjection(be, x, b_, gates, batch);
     const RecurrentStep s = StepShape(batch);
+    const Backend::PackedB u = PackU(be, false);
     for (int64_t t = 0; t < t_; ++t) {
-      if (t > 0) RecurrentProduct(be, h, t, 0.0f, rec, batch);
+      if (t > 0) RecurrentProduct(be, u, h, t, 0.0f, rec, batch);
       be.GruCellForward(s, gates + t * gc, rec + t * gc, b_ + gc, t > 0 ? h + (t - 1) * units_ : nullptr,
                         h + t * units_);
     }
@@ -203,6 +215,7 @@ class GruLayer final : public RecurrentBase {
     float* drec = Floats(drec_, be, batch * t_ * gc);
     float* dh = Floats(dh_, be, batch * units_);
     const RecurrentStep s = StepShape(batch);
+    const Backend::PackedB ut = PackU(be, true);
     for (int64_t t = t_ - 1; t >= 0; --t) {
       int64_t dy_stride = 0;
       const float* dy_t = StepDy(dy, t, &dy_stride);
@@ -210,7 +223,7 @@ class GruLayer final : public RecurrentBase {
                          dy_stride, t < t_ - 1 ? dh : nullptr, dh, dgates + t * gc, drec + t * gc);
       // dh_{t-1} = z * dh_t (written above) + drec_t U^T
       if (t > 0) {
-        be.Gemm(false, true, batch, units_, gc, 1.0f, drec + t * gc, t_ * gc, u_, gc, 1.0f, dh, units_);
+        be.GemmPackedB(batch, drec + t * gc, t_ * gc, ut, 1.0f, dh, units_);
       }
     }
     be.BiasBackward(dgates, batch * t_, gc, ctx.grad_beta, db_);

@@ -1,0 +1,87 @@
+// Packed-B GEMM: register tiles of 4 rows x 16 columns (8 AVX2 accumulators)
+// over a 16-column panel of B that stays in L1 for all row blocks. Built for
+// AVX2+FMA and baseline x86-64 (LS_KERNEL_CLONES); this file is compiled with
+// -ffp-contract=fast, so the AVX2 clone fuses multiply-adds (a GEMM is not
+// bitwise portable across CPUs anyway: neither is OpenBLAS).
+#include "kernels/cpu/gemm_packed.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "common/check.h"
+#include "kernels/cpu/fast_math.h"
+
+namespace lockstep::kernels::cpu {
+namespace {
+
+constexpr int64_t kPanel = 16;  // columns per packed panel
+constexpr int kRows = 4;        // rows per register tile
+
+typedef float V8 __attribute__((vector_size(32)));
+
+// C rows [0, R) x panel columns [0, w) from A rows (lda apart) and one packed panel.
+template <int R>
+LS_INLINE void Tile(int64_t k, const float* a, int64_t lda, const float* panel, float beta, float* c,
+                    int64_t ldc, int64_t w) {
+  V8 acc[R][2];
+  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = V8{};
+  for (int64_t kk = 0; kk < k; ++kk) {
+    V8 b0, b1;
+    std::memcpy(&b0, panel + kk * kPanel, sizeof(V8));
+    std::memcpy(&b1, panel + kk * kPanel + 8, sizeof(V8));
+    for (int r = 0; r < R; ++r) {
+      const float s = a[r * lda + kk];
+      const V8 va = {s, s, s, s, s, s, s, s};
+      acc[r][0] += va * b0;
+      acc[r][1] += va * b1;
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    float out[kPanel];
+    std::memcpy(out, &acc[r][0], sizeof(V8));
+    std::memcpy(out + 8, &acc[r][1], sizeof(V8));
+    float* cr = c + r * ldc;
+    if (beta == 0.0f) {
+      for (int64_t j = 0; j < w; ++j) cr[j] = out[j];
+    } else {
+      for (int64_t j = 0; j < w; ++j) cr[j] = beta * cr[j] + out[j];
+    }
+  }
+}
+
+}  // namespace
+
+size_t PackedGemmBFloats(int64_t n, int64_t k) {
+  return static_cast<size_t>((n + kPanel - 1) / kPanel * kPanel * k);
+}
+
+void PackGemmB(bool trans_b, int64_t n, int64_t k, const float* b, int64_t ldb, float* packed) {
+  LS_CHECK(n >= 0 && k >= 0) << "PackGemmB: negative size n=" << n << " k=" << k;
+  for (int64_t j0 = 0; j0 < n; j0 += kPanel) {
+    float* dst = packed + j0 * k;  // panel j0 / kPanel starts at (j0 / kPanel) * k * kPanel
+    const int64_t w = std::min(kPanel, n - j0);
+    for (int64_t kk = 0; kk < k; ++kk) {
+      float* row = dst + kk * kPanel;
+      if (trans_b) {
+        for (int64_t j = 0; j < w; ++j) row[j] = b[(j0 + j) * ldb + kk];
+      } else {
+        std::memcpy(row, b + kk * ldb + j0, sizeof(float) * static_cast<size_t>(w));
+      }
+      for (int64_t j = w; j < kPanel; ++j) row[j] = 0.0f;
+    }
+  }
+}
+
+LS_KERNEL_CLONES void SgemmPackedB(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                                   const float* packed, float beta, float* c, int64_t ldc) {
+  LS_CHECK(m >= 0 && n >= 0 && k >= 0) << "SgemmPackedB: negative size m=" << m << " n=" << n << " k=" << k;
+  for (int64_t j0 = 0; j0 < n; j0 += kPanel) {
+    const float* panel = packed + j0 * k;
+    const int64_t w = std::min(kPanel, n - j0);
+    int64_t i = 0;
+    for (; i + kRows <= m; i += kRows) Tile<kRows>(k, a + i * lda, lda, panel, beta, c + i * ldc + j0, ldc, w);
+    for (; i < m; ++i) Tile<1>(k, a + i * lda, lda, panel, beta, c + i * ldc + j0, ldc, w);
+  }
+}
+
+}  // namespace lockstep::kernels::cpu
