@@ -31,6 +31,9 @@ generator=()
 command -v ninja > /dev/null && generator=(-G Ninja)
 gtest_arg=()
 [ -n "$GTEST_SRC" ] && gtest_arg=(-DLOCKSTEP_GTEST_SOURCE_DIR="$GTEST_SRC")
+# NCCL: the toolkit's, else the one in a Python environment (PyTorch's nvidia-nccl wheel).
+nccl_root=$(python3 -c "import nvidia.nccl as m; print(list(m.__path__)[0])" 2>/dev/null || true)
+[ -n "$nccl_root" ] && gtest_arg+=(-DLOCKSTEP_NCCL_ROOT="$nccl_root") && echo "NCCL root: $nccl_root"
 start=$(date +%s)
 if ! cmake -S tests/cuda/bundle -B "$BUILD" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
        -DCMAKE_CUDA_COMPILER=$(command -v nvcc) "${gtest_arg[@]}" > "$OUT/configure.txt" 2>&1 ||
@@ -46,6 +49,18 @@ status=$?
 grep -E '^\[  (FAILED|PASSED|SKIPPED) |^\[==========\]|worst distance' "$OUT/test.txt" | head -60
 grep -A8 'Failure$' "$OUT/test.txt" | head -80  # the first failures in full
 echo "tests: exit $status"
+
+if [ -x "$BUILD/comm_nccl_test" ]; then
+  LD_LIBRARY_PATH=${nccl_root:+$nccl_root/lib:}${LD_LIBRARY_PATH:-} \
+    timeout 300 "$BUILD/comm_nccl_test" > "$OUT/nccl_test.txt" 2>&1
+  nccl_status=$?
+  grep -E '^\[  (FAILED|PASSED|SKIPPED) |^\[==========\]' "$OUT/nccl_test.txt"
+  grep -A8 'Failure$' "$OUT/nccl_test.txt" | head -40
+  echo "nccl tests: exit $nccl_status"
+  [ $status -eq 0 ] && status=$nccl_status
+else
+  echo "comm_nccl_test not built (no NCCL found; see $OUT/configure.txt)"
+fi
 
 if command -v compute-sanitizer > /dev/null; then
   # memcheck on everything but the death test (it forks) and the slowest sizes.
