@@ -481,18 +481,10 @@ class Supervisor {
         out.done = true;
         return out;
       }
-      if (code == kExitRequeue || preempt_deadline > 0) {
+      if (code == kExitRequeue || (preempt_deadline > 0 && code != kExitOk)) {
         out.done = true;
         out.exit_code = code == kExitRequeue ? kExitRequeue : code;
         out.error = code == kExitRequeue ? "" : "the job ended with " + DescribeWaitStatus(wait_status) + " after a preemption signal";
-        if (code == kExitOk) {
-          out.exit_code = kExitFailure;
-          out.error = "the job ended after a preemption signal, but " + Unfinished(missing) + ": no checkpoint is confirmed";
-          const auto lost = FindSilentHosts(server_->Snapshot(), MonotonicSeconds(), QuietSeconds());
-          if (!lost.empty() && lost.front().whole_host) {
-            out.error += "; " + DescribeSilentHost(lost.front()) + ": node " + lost.front().host + " lost or cut off";
-          }
-        }
         return out;
       }
       if (code == kExitOk) {
@@ -533,6 +525,15 @@ class Supervisor {
     Say("failure (attempt " + std::to_string(attempt + 1) + "): " + rec.reason);
     for (const auto& l : rec.last_lines) Say("  rank " + std::to_string(symptom_rank) + "> " + l);
     log_->Note("failure: " + rec.reason);
+    // Told to stop (a preemption signal): whatever went wrong since, no restart.
+    if (preempt_deadline > 0) {
+      out.done = true;
+      out.exit_code = kExitFailure;
+      out.error = "not restarting after a preemption signal (no checkpoint confirmed): " + rec.reason;
+      rec.restarted = false;
+      status_.restarts.push_back(rec);
+      return out;
+    }
     // A bad recipe, dataset or checkpoint fails the same way again: no restart.
     if (hang.empty() && rec.signal == 0 &&
         (rec.exit_code == kExitUsage || rec.exit_code == kExitDataError || rec.exit_code == kExitCheckpointError)) {

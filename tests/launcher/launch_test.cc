@@ -3,6 +3,7 @@
 //   parameters equal an uninterrupted run's (resume is exact);
 // - SIGSTOP of one rank -> heartbeat timeout -> the job is stopped and restarted;
 // - a job that keeps failing -> max restarts exhausted -> clear error, exit code 6;
+// - mpirun killed after a preemption signal -> no restart, exit 1;
 // - a foreign TCP client without the token -> rejected and logged, the job unaffected;
 // - bad input on the command line -> exit 2 with a message naming the problem.
 #include <arpa/inet.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstring>
 #include <fstream>
 #include <regex>
@@ -165,6 +167,36 @@ TEST(LaunchFaults, MaxRestartsExhaustedIsAClearErrorWithItsExitCode) {
   EXPECT_NE(status.find("\"state\": \"failed\""), std::string::npos) << status;
   EXPECT_NE(status.find("\"exit_code\": 6"), std::string::npos) << status;
   EXPECT_NE(out.find("exited with code 1"), std::string::npos) << out;
+}
+
+// Told to stop, the supervisor never restarts: here mpirun dies by a signal after the
+// preemption request (as when Slurm kills a job whose node failed).
+TEST(LaunchFaults, NoRestartAfterAPreemptionSignal) {
+  if (!HaveDataset()) GTEST_SKIP() << "Fashion-MNIST not installed";
+  std::string dir = FreshDir("preempt_kill"), run = dir + "/run";
+  StartLaunch(dir, WriteCluster(dir, 2), TrainArgs(run, 3000));
+  ASSERT_TRUE(WaitFor(run + "/checkpoints/" + ckpt::StepDirName(100), 120)) << Read(dir + "/out");
+  std::smatch m;
+  std::string status = Read(run + "/status.json");
+  ASSERT_TRUE(std::regex_search(status, m, std::regex("\"supervisor_pid\": (\\d+)"))) << status;
+  const std::string sup = m[1].str();
+  ASSERT_EQ(RunCommand("kill -USR1 " + sup, 10).exit_code, 0);
+  for (int i = 0; i < 100 && Read(dir + "/out").find("received User defined signal 1") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  RunCommand("pid=$(pgrep -P " + sup + " -x mpirun); [ -n \"$pid\" ] && kill -9 $pid", 10);
+  int rc = WaitForExit(dir, 120);
+  std::string out = Read(dir + "/out");
+  // The ranks mpirun left behind (they exit by themselves after the checkpoint): by their pids.
+  const std::string final_status = Read(run + "/status.json");
+  static const std::regex rank_pid("\\{\"rank\": \\d+, \"host\": \"[^\"]*\", \"pid\": (\\d+)");
+  for (auto it = std::sregex_iterator(final_status.begin(), final_status.end(), rank_pid); it != std::sregex_iterator(); ++it) {
+    if (std::stoi((*it)[1].str()) > 0) kill(std::stoi((*it)[1].str()), SIGKILL);
+  }
+  EXPECT_EQ(rc, 1) << out;
+  EXPECT_EQ(out.find("restarting (1/2)"), std::string::npos) << out;
+  EXPECT_NE(out.find("not restarting after a preemption signal"), std::string::npos) << out;
+  EXPECT_NE(Read(run + "/status.json").find("\"state\": \"failed\""), std::string::npos);
 }
 
 // "127.0.0.1:PORT" from status.json's supervisor field.

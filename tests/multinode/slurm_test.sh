@@ -191,8 +191,10 @@ echo "(e2) job $JOB $(job_state "$JOB") $(secs_since "$T0") s after the cut"
 [[ $(job_state "$JOB") == COMPLETED ]] || fail "(e2) job $JOB ended $(job_state "$JOB")"
 OUT=$RUN_B/slurm-$JOB.out
 grep -q "JOB $JOB ON $NODE1 CANCELLED AT .* DUE TO NODE FAILURE" "$OUT" || fail "(e2) no node failure in $OUT"
-grep "the job ended after a preemption signal" "$OUT" | grep -q "node $NODE2 lost or cut off" ||
-  fail "(e2) the first run's supervisor did not report the lost node: $(grep 'lockstep launch' "$OUT" | head -20)"
+# The first run's supervisor (killed with the job) names the lost node in its report.
+sed -n "/^lockstep: job $JOB (restart 0)/,/^lockstep: job $JOB (restart 1)/p" "$OUT" | grep '^\[lockstep launch\]' |
+  grep -q "node $NODE2 lost or cut off" ||
+  fail "(e2) the first run's supervisor did not name the lost node: $(grep '^\[lockstep launch\]' "$OUT" | head -20)"
 RESUMED=$(grep -o 'resumed from [^ ]*step-[0-9]*' "$OUT" | tail -1 | grep -o 'step-[0-9]*$')
 echo "(e2) the requeued job resumed from ${RESUMED:-nothing}"
 [[ -n $RESUMED ]] || fail "(e2) the requeued job did not resume from a checkpoint: $(grep -v '<stdout>' "$OUT" | tail -30)"
