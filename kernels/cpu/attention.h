@@ -1,10 +1,11 @@
 // Multi-head causal self-attention core on the CPU: softmax(Q K^T / sqrt(d)) V
 // with position i attending to positions j <= i, from a fused (Q | K | V)
 // projection. The projections themselves are GEMMs done by the caller. Per
-// (sample, head) the products are cblas GEMMs on strided views. Raw pointers;
-// thread-safe for disjoint outputs.
+// (sample, head) the products are small GEMMs on strided views that skip the
+// masked half. Raw pointers; thread-safe for disjoint outputs.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 namespace lockstep::kernels::cpu {
@@ -22,7 +23,11 @@ struct AttentionShape {
 // diagonal), saved for backward. out (batch, T, dim), heads side by side.
 void CausalAttentionForward(const AttentionShape& s, const float* qkv, float* probs, float* out);
 
-// dqkv (batch, T, 3 * dim) from dout (batch, T, dim); workspace holds T * T floats.
+// Floats of workspace CausalAttentionBackward needs: 2 * T * T.
+size_t CausalAttentionWorkspaceFloats(const AttentionShape& s);
+
+// dqkv (batch, T, 3 * dim) from dout (batch, T, dim); workspace holds
+// CausalAttentionWorkspaceFloats(s) floats.
 void CausalAttentionBackward(const AttentionShape& s, const float* qkv, const float* probs,
                              const float* dout, float* dqkv, float* workspace);
 

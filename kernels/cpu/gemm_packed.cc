@@ -73,14 +73,30 @@ void PackGemmB(bool trans_b, int64_t n, int64_t k, const float* b, int64_t ldb, 
 }
 
 LS_KERNEL_CLONES void SgemmPackedB(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
-                                   const float* packed, float beta, float* c, int64_t ldc) {
+                                   const float* packed, float beta, float* c, int64_t ldc, Triangle tri) {
   LS_CHECK(m >= 0 && n >= 0 && k >= 0) << "SgemmPackedB: negative size m=" << m << " n=" << n << " k=" << k;
   for (int64_t j0 = 0; j0 < n; j0 += kPanel) {
     const float* panel = packed + j0 * k;
     const int64_t w = std::min(kPanel, n - j0);
-    int64_t i = 0;
-    for (; i + kRows <= m; i += kRows) Tile<kRows>(k, a + i * lda, lda, panel, beta, c + i * ldc + j0, ldc, w);
-    for (; i < m; ++i) Tile<1>(k, a + i * lda, lda, panel, beta, c + i * ldc + j0, ldc, w);
+    for (int64_t i = 0; i < m;) {
+      const int64_t rows = m - i >= kRows ? kRows : 1;
+      if (tri == Triangle::kLowerC && j0 > i + rows - 1) {
+        i += rows;
+        continue;
+      }
+      // The k range holding the block's nonzero A entries.
+      const int64_t k0 = tri == Triangle::kUpperA ? std::min(i, k) : 0;
+      const int64_t k1 = tri == Triangle::kLowerA ? std::min(i + rows, k) : k;
+      const float* ab = a + i * lda + k0;
+      const float* pb = panel + k0 * kPanel;
+      float* cb = c + i * ldc + j0;
+      if (rows == kRows) {
+        Tile<kRows>(k1 - k0, ab, lda, pb, beta, cb, ldc, w);
+      } else {
+        Tile<1>(k1 - k0, ab, lda, pb, beta, cb, ldc, w);
+      }
+      i += rows;
+    }
   }
 }
 

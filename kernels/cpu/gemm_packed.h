@@ -16,10 +16,17 @@ size_t PackedGemmBFloats(int64_t n, int64_t k);
 // packed <- op(B) (k x n): B is (k x n) with ldb >= n, or (n x k) with ldb >= k when trans_b.
 void PackGemmB(bool trans_b, int64_t n, int64_t k, const float* b, int64_t ldb, float* packed);
 
+// Triangular structure the product may exploit (square causal-attention blocks):
+//   kLowerA: A(i, p) == 0 for p > i; the sums skip those terms (exact for finite B).
+//   kUpperA: A(i, p) == 0 for p < i; likewise.
+//   kLowerC: only C(i, j) with j <= i is wanted; 16-column panels entirely right of
+//            a 4-row block are not computed (those C entries are left as they were).
+enum class Triangle { kNone, kLowerA, kUpperA, kLowerC };
+
 // C (m x n) = A (m x k, lda) * op(B) + beta * C, op(B) given packed. Each C element
 // is one k-ordered sum, so rows do not depend on m or on their position (the result
 // of a row is the same whatever batch it is computed in).
 void SgemmPackedB(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* packed,
-                  float beta, float* c, int64_t ldc);
+                  float beta, float* c, int64_t ldc, Triangle tri = Triangle::kNone);
 
 }  // namespace lockstep::kernels::cpu

@@ -168,7 +168,7 @@ class CpuBackend final : public Backend {
     k::GruCellBackward(s, gates, rec, h_prev, dy, dy_stride, dh_carry, dh_prev, dgates, drec);
   }
   size_t CausalAttentionWorkspaceBytes(const AttentionShape& s) override {
-    return sizeof(float) * static_cast<size_t>(s.seq * s.seq);
+    return sizeof(float) * k::CausalAttentionWorkspaceFloats(s);
   }
   void CausalAttentionForward(const AttentionShape& s, const float* qkv, float* probs,
                               float* out) override {

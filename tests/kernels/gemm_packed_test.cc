@@ -82,5 +82,35 @@ TEST(CpuSgemmPackedBTest, RowResultDoesNotDependOnBatch) {
   }
 }
 
+// Square causal blocks: with A triangular the skipped terms are zeros, so the result
+// equals the full product exactly; kLowerC computes at least every entry on and
+// below the diagonal.
+TEST(CpuSgemmPackedBTest, TriangleModesMatchFullProduct) {
+  TestRng rng(9);
+  for (int64_t t : {5, 16, 37, 64}) {
+    const int64_t d = 7;
+    std::vector<float> lower = rng.Vector(t * t), upper = rng.Vector(t * t), b = rng.Vector(t * d);
+    for (int64_t i = 0; i < t; ++i) {
+      for (int64_t j = 0; j < t; ++j) (j > i ? lower : upper)[i * t + j] = 0.0f;
+    }
+    std::vector<float> packed(PackedGemmBFloats(d, t));
+    PackGemmB(false, d, t, b.data(), d, packed.data());
+    for (auto [a, tri] : {std::pair{&lower, Triangle::kLowerA}, std::pair{&upper, Triangle::kUpperA}}) {
+      std::vector<float> full(t * d), part(t * d, NAN);
+      SgemmPackedB(t, d, t, a->data(), t, packed.data(), 0.0f, full.data(), d);
+      SgemmPackedB(t, d, t, a->data(), t, packed.data(), 0.0f, part.data(), d, tri);
+      EXPECT_EQ(full, part) << "t=" << t << " tri=" << static_cast<int>(tri);
+    }
+    std::vector<float> q = rng.Vector(t * d), kp(PackedGemmBFloats(t, d));
+    PackGemmB(true, t, d, q.data(), d, kp.data());  // S = Q Q^T
+    std::vector<float> full(t * t), part(t * t, NAN);
+    SgemmPackedB(t, t, d, q.data(), d, kp.data(), 0.0f, full.data(), t);
+    SgemmPackedB(t, t, d, q.data(), d, kp.data(), 0.0f, part.data(), t, Triangle::kLowerC);
+    for (int64_t i = 0; i < t; ++i) {
+      for (int64_t j = 0; j <= i; ++j) EXPECT_EQ(part[i * t + j], full[i * t + j]) << i << "," << j;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace lockstep::kernels::cpu

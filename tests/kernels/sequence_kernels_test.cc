@@ -120,7 +120,7 @@ TEST(CpuCausalAttentionTest, ForwardMatchesDirectFormulaAndBackwardMatchesFd) {
     }
   }
   const std::vector<float> w = rng.Vector(out.size());
-  std::vector<float> dqkv(qkv.size(), 77.0f), ws(T * T);
+  std::vector<float> dqkv(qkv.size(), 77.0f), ws(CausalAttentionWorkspaceFloats(s));
   CausalAttentionBackward(s, qkv.data(), probs.data(), w.data(), dqkv.data(), ws.data());
   ExpectGradient(
       [&](const std::vector<float>& v) {
