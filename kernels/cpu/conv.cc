@@ -1,14 +1,19 @@
 // Conv2d by im2col + one GEMM per batch chunk. In NHWC the kernel_w taps of one
 // kernel row that fall inside the input are one contiguous run of floats, so
 // im2col/col2im move one span per (output pixel, kh) and zero-fill the padded
-// ends: branches are per span, never per element. Thread-compatible (pure).
+// ends: branches are per span, never per element. With several BLAS threads the
+// samples of a chunk are split over threads (ParallelRanges), each running its own
+// im2col + single-threaded GEMM: OpenBLAS does not split these tall, narrow
+// (N = out_c) GEMMs well. Thread-compatible (pure).
 #include "kernels/cpu/conv.h"
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "common/check.h"
 #include "kernels/cpu/gemm.h"
+#include "kernels/cpu/parallel.h"
 
 namespace lockstep::kernels::cpu {
 namespace {
@@ -137,11 +142,16 @@ void Conv2dForward(const Conv2dShape& s, const float* x, const float* w, float* 
   }
   const int64_t chunk = ChunkSamples(s), in_per = s.in_h * s.in_w * s.in_c;
   for (int64_t n0 = 0; n0 < s.batch; n0 += chunk) {
-    Conv2dShape cs = s;
-    cs.batch = std::min(chunk, s.batch - n0);
-    Im2col(cs, x + n0 * in_per, workspace);
-    Sgemm(false, false, cs.batch * pix, s.out_c, k, 1.0f, workspace, k, w, s.out_c, 0.0f,
-          y + n0 * pix * s.out_c, s.out_c);
+    const int64_t cn = std::min(chunk, s.batch - n0);
+    ParallelRanges(ParallelParts(cn), cn, [&](int, int64_t b0, int64_t b1) {
+      if (b1 == b0) return;
+      Conv2dShape ps = s;
+      ps.batch = b1 - b0;
+      float* cols = workspace + b0 * ColsPerSample(s);
+      Im2col(ps, x + (n0 + b0) * in_per, cols);
+      Sgemm(false, false, ps.batch * pix, s.out_c, k, 1.0f, cols, k, w, s.out_c, 0.0f,
+            y + (n0 + b0) * pix * s.out_c, s.out_c);
+    });
   }
 }
 
@@ -155,14 +165,20 @@ void Conv2dBackwardData(const Conv2dShape& s, const float* dy, const float* w, f
     return;
   }
   const int64_t in_per = s.in_h * s.in_w * s.in_c;
-  std::fill(dx, dx + s.batch * in_per, 0.0f);
   const int64_t chunk = ChunkSamples(s);
   for (int64_t n0 = 0; n0 < s.batch; n0 += chunk) {
-    Conv2dShape cs = s;
-    cs.batch = std::min(chunk, s.batch - n0);
-    Sgemm(false, true, cs.batch * pix, k, s.out_c, 1.0f, dy + n0 * pix * s.out_c, s.out_c, w,
-          s.out_c, 0.0f, workspace, k);
-    Col2imAccumulate(cs, workspace, dx + n0 * in_per);
+    const int64_t cn = std::min(chunk, s.batch - n0);
+    ParallelRanges(ParallelParts(cn), cn, [&](int, int64_t b0, int64_t b1) {
+      if (b1 == b0) return;
+      Conv2dShape ps = s;
+      ps.batch = b1 - b0;
+      float* cols = workspace + b0 * ColsPerSample(s);
+      float* dxp = dx + (n0 + b0) * in_per;
+      std::fill(dxp, dxp + ps.batch * in_per, 0.0f);
+      Sgemm(false, true, ps.batch * pix, k, s.out_c, 1.0f, dy + (n0 + b0) * pix * s.out_c, s.out_c, w,
+            s.out_c, 0.0f, cols, k);
+      Col2imAccumulate(ps, cols, dxp);
+    });
   }
 }
 
@@ -180,13 +196,27 @@ void Conv2dBackwardFilter(const Conv2dShape& s, const float* x, const float* dy,
     return;
   }
   const int64_t chunk = ChunkSamples(s), in_per = s.in_h * s.in_w * s.in_c;
+  const int64_t dw_n = k * s.out_c;
+  std::vector<float> partial;  // parts 1.. of a parallel chunk: their own dw, summed in part order
   for (int64_t n0 = 0; n0 < s.batch; n0 += chunk) {
-    Conv2dShape cs = s;
-    cs.batch = std::min(chunk, s.batch - n0);
-    Im2col(cs, x + n0 * in_per, workspace);
-    // dw (KhKwCin x Cout) = cols^T * dy; later chunks accumulate.
-    Sgemm(true, false, k, s.out_c, cs.batch * pix, 1.0f, workspace, k, dy + n0 * pix * s.out_c,
-          s.out_c, n0 == 0 ? beta : 1.0f, dw, s.out_c);
+    const int64_t cn = std::min(chunk, s.batch - n0);
+    const int parts = ParallelParts(cn);
+    partial.resize(static_cast<size_t>((parts - 1) * dw_n));
+    ParallelRanges(parts, cn, [&](int part, int64_t b0, int64_t b1) {
+      float* out = part == 0 ? dw : partial.data() + (part - 1) * dw_n;
+      const float b = part == 0 ? (n0 == 0 ? beta : 1.0f) : 0.0f;
+      Conv2dShape ps = s;
+      ps.batch = b1 - b0;
+      float* cols = workspace + b0 * ColsPerSample(s);
+      Im2col(ps, x + (n0 + b0) * in_per, cols);
+      // dw (KhKwCin x Cout) = cols^T * dy; later chunks accumulate.
+      Sgemm(true, false, k, s.out_c, ps.batch * pix, 1.0f, cols, k, dy + (n0 + b0) * pix * s.out_c, s.out_c, b,
+            out, s.out_c);
+    });
+    for (int p = 1; p < parts; ++p) {
+      const float* src = partial.data() + (p - 1) * dw_n;
+      for (int64_t i = 0; i < dw_n; ++i) dw[i] += src[i];
+    }
   }
 }
 

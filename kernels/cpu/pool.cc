@@ -6,10 +6,11 @@
 #include <limits>
 
 #include "common/check.h"
+#include "kernels/cpu/fast_math.h"
 
 namespace lockstep::kernels::cpu {
 
-void MaxPool2dForward(const Pool2dShape& s, const float* x, float* y, int32_t* argmax) {
+LS_KERNEL_CLONES void MaxPool2dForward(const Pool2dShape& s, const float* x, float* y, int32_t* argmax) {
   LS_CHECK(s.window_h > 0 && s.window_w > 0 && s.stride_h > 0 && s.stride_w > 0 &&
            s.pad_h >= 0 && s.pad_w >= 0 && s.pad_h < s.window_h && s.pad_w < s.window_w)
       << "MaxPool2d: bad window/stride/pad (pad must be smaller than the window)";
@@ -37,10 +38,13 @@ void MaxPool2dForward(const Pool2dShape& s, const float* x, float* y, int32_t* a
           for (int64_t iw = (ih == h_lo ? w_lo + 1 : w_lo); iw < w_hi; ++iw) {
             const int64_t base = ((n * s.in_h + ih) * s.in_w + iw) * ch;
             const float* __restrict xr = x + base;
+            const int32_t base32 = static_cast<int32_t>(base);
             for (int64_t c = 0; c < ch; ++c) {
-              const bool gt = xr[c] > yr[c];
-              yr[c] = gt ? xr[c] : yr[c];
-              ar[c] = gt ? static_cast<int32_t>(base + c) : ar[c];
+              // Mask arithmetic instead of selects so GCC vectorises the mixed float/int update.
+              const float cur = yr[c], v = xr[c];
+              const int32_t gt = -static_cast<int32_t>(v > cur);  // all ones when v wins
+              yr[c] = std::max(cur, v);                           // cur < v ? v : cur
+              ar[c] = (gt & (base32 + static_cast<int32_t>(c))) | (~gt & ar[c]);
             }
           }
         }

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cpu/gemm.h"
 #include "tests/kernels/kernels_test_util.h"
 
 namespace lockstep::kernels::cpu {
@@ -224,6 +225,29 @@ TEST(CpuConv2dTest, ForwardIsBitwiseDeterministic) {
   Conv2dForward(s, d.x.data(), d.w.data(), y1.data(), d.ws.data());
   Conv2dForward(s, d.x.data(), d.w.data(), y2.data(), d.ws.data());
   EXPECT_EQ(y1, y2);
+}
+
+// With several BLAS threads the samples are split over threads (each its own
+// im2col + GEMM, dw summed over the parts): still the naive results, beta 1 too.
+TEST(CpuConv2dTest, SamplesSplitOverThreadsMatchNaive) {
+  const int before = BlasThreads();
+  SetBlasThreads(3);
+  for (const Conv2dShape& s : TestShapes()) {
+    ConvData d = MakeData(s, 21);
+    std::vector<float> y(s.col_rows() * s.out_c, NAN), dx(d.x.size(), NAN);
+    Conv2dForward(s, d.x.data(), d.w.data(), y.data(), d.ws.data());
+    EXPECT_LT(MaxRelError(y, NaiveForward(s, d.x, d.w)), 1e-5) << Describe(s);
+    Conv2dBackwardData(s, d.dy.data(), d.w.data(), dx.data(), d.ws.data());
+    EXPECT_LT(MaxRelError(dx, NaiveBackwardData(s, d.dy, d.w)), 1e-5) << Describe(s);
+    TestRng rng(98);
+    std::vector<float> dw = rng.Vector(d.w.size());
+    std::vector<double> ref = NaiveBackwardFilter(s, d.x, d.dy);
+    for (size_t i = 0; i < ref.size(); ++i) ref[i] += dw[i];
+    Conv2dBackwardFilter(s, d.x.data(), d.dy.data(), 1.0f, dw.data(), d.ws.data());
+    EXPECT_LT(MaxRelError(dw, ref), 1e-5) << Describe(s);
+  }
+  EXPECT_EQ(BlasThreads(), 3) << "the BLAS thread count is restored after a parallel region";
+  SetBlasThreads(before);
 }
 
 }  // namespace
