@@ -8,6 +8,7 @@
 
 #include "common/check.h"
 #include "kernels/cpu/fast_math.h"
+#include "kernels/cpu/parallel.h"
 
 namespace lockstep::kernels::cpu {
 namespace {
@@ -45,8 +46,11 @@ LS_KERNEL_CLONES void BiasBackward(const float* dy, int64_t rows, int64_t cols, 
 
 bool ActivationDerivativeFromOutput(Activation act) { return act != Activation::kGelu; }
 
-LS_KERNEL_CLONES void BiasActivationForward(float* y, const float* bias, int64_t rows, int64_t cols, Activation act) {
-  LS_CHECK(ActivationDerivativeFromOutput(act)) << "BiasActivationForward cannot fuse GELU";
+namespace {
+
+void ActivationForwardRange(Activation act, const float* x, float* y, int64_t n);
+
+LS_KERNEL_CLONES void BiasActivationRows(float* y, const float* bias, int64_t rows, int64_t cols, Activation act) {
   if (act == Activation::kRelu) {
     for (int64_t r = 0; r < rows; ++r) {
       float* row = y + r * cols;
@@ -64,11 +68,11 @@ LS_KERNEL_CLONES void BiasActivationForward(float* y, const float* bias, int64_t
     if (bias) {
       for (int64_t c = 0; c < cols; ++c) row[c] += bias[c];
     }
-    if (act != Activation::kIdentity) ActivationForward(act, row, row, cols);
+    if (act != Activation::kIdentity) ActivationForwardRange(act, row, row, cols);
   }
 }
 
-LS_KERNEL_CLONES void ActivationForward(Activation act, const float* x, float* y, int64_t n) {
+LS_KERNEL_CLONES void ActivationForwardRange(Activation act, const float* x, float* y, int64_t n) {
   switch (act) {
     case Activation::kIdentity:
       if (x != y) std::copy(x, x + n, y);
@@ -93,7 +97,7 @@ LS_KERNEL_CLONES void ActivationForward(Activation act, const float* x, float* y
   LS_FATAL() << "ActivationForward: unknown activation " << static_cast<int>(act);
 }
 
-LS_KERNEL_CLONES void ActivationBackward(Activation act, const float* x, const float* y, const float* dy, float* dx,
+LS_KERNEL_CLONES void ActivationBackwardRange(Activation act, const float* x, const float* y, const float* dy, float* dx,
                         int64_t n) {
   switch (act) {
     case Activation::kIdentity:
@@ -118,6 +122,31 @@ LS_KERNEL_CLONES void ActivationBackward(Activation act, const float* x, const f
       return;
   }
   LS_FATAL() << "ActivationBackward: unknown activation " << static_cast<int>(act);
+}
+
+}  // namespace
+
+// Large calls are split over threads when several BLAS threads are configured
+// (parallel.h); each range runs the vectorised loops above.
+void BiasActivationForward(float* y, const float* bias, int64_t rows, int64_t cols, Activation act) {
+  LS_CHECK(ActivationDerivativeFromOutput(act)) << "BiasActivationForward cannot fuse GELU";
+  const int parts = std::min<int64_t>(ElementwiseParts(rows * cols), std::max<int64_t>(rows, 1));
+  ParallelFor(parts, rows, [&](int, int64_t r0, int64_t r1) {
+    BiasActivationRows(y + r0 * cols, bias, r1 - r0, cols, act);
+  });
+}
+
+void ActivationForward(Activation act, const float* x, float* y, int64_t n) {
+  ParallelFor(ElementwiseParts(n), n, [&](int, int64_t b, int64_t e) {
+    ActivationForwardRange(act, x + b, y + b, e - b);
+  });
+}
+
+void ActivationBackward(Activation act, const float* x, const float* y, const float* dy, float* dx,
+                        int64_t n) {
+  ParallelFor(ElementwiseParts(n), n, [&](int, int64_t b, int64_t e) {
+    ActivationBackwardRange(act, x + b, y + b, dy + b, dx + b, e - b);
+  });
 }
 
 LS_KERNEL_CLONES void Scale(float* x, int64_t n, float s) {

@@ -17,4 +17,12 @@ int ParallelParts(int64_t n);
 // at most one), part 0 on the calling thread; returns when all have finished.
 void ParallelRanges(int parts, int64_t n, const std::function<void(int, int64_t, int64_t)>& fn);
 
+// Parts for a memory-bound loop over n elements: ParallelParts, but 1 below
+// kMinParallelElements (a thread start would cost more than it saves).
+constexpr int64_t kMinParallelElements = int64_t{1} << 16;
+int ElementwiseParts(int64_t n);
+
+// ParallelRanges for code that makes no BLAS calls (the BLAS thread count is left alone).
+void ParallelFor(int parts, int64_t n, const std::function<void(int, int64_t, int64_t)>& fn);
+
 }  // namespace lockstep::kernels::cpu

@@ -7,18 +7,17 @@
 
 #include "common/check.h"
 #include "kernels/cpu/fast_math.h"
+#include "kernels/cpu/parallel.h"
 
 namespace lockstep::kernels::cpu {
 
-LS_KERNEL_CLONES void MaxPool2dForward(const Pool2dShape& s, const float* x, float* y, int32_t* argmax) {
-  LS_CHECK(s.window_h > 0 && s.window_w > 0 && s.stride_h > 0 && s.stride_w > 0 &&
-           s.pad_h >= 0 && s.pad_w >= 0 && s.pad_h < s.window_h && s.pad_w < s.window_w)
-      << "MaxPool2d: bad window/stride/pad (pad must be smaller than the window)";
+namespace {
+
+// Samples [n0, n1) of the forward pass (argmax indices stay global).
+LS_KERNEL_CLONES void MaxPool2dForwardSamples(const Pool2dShape& s, const float* x, float* y, int32_t* argmax,
+                                              int64_t n0, int64_t n1) {
   const int64_t oh_n = s.out_h(), ow_n = s.out_w(), ch = s.channels;
-  LS_CHECK(oh_n > 0 && ow_n > 0) << "MaxPool2d: window larger than padded input";
-  LS_CHECK_LE(s.batch * s.in_h * s.in_w * ch, int64_t{std::numeric_limits<int32_t>::max()})
-      << "MaxPool2d: input too large for int32 argmax";
-  for (int64_t n = 0; n < s.batch; ++n) {
+  for (int64_t n = n0; n < n1; ++n) {
     for (int64_t oh = 0; oh < oh_n; ++oh) {
       const int64_t ih0 = oh * s.stride_h - s.pad_h;
       const int64_t h_lo = std::max<int64_t>(0, ih0), h_hi = std::min(s.in_h, ih0 + s.window_h);
@@ -53,12 +52,31 @@ LS_KERNEL_CLONES void MaxPool2dForward(const Pool2dShape& s, const float* x, flo
   }
 }
 
+}  // namespace
+
+// Large batches are split over threads by sample when several BLAS threads are
+// configured (parallel.h): a window never crosses samples, so the parts are disjoint.
+void MaxPool2dForward(const Pool2dShape& s, const float* x, float* y, int32_t* argmax) {
+  LS_CHECK(s.window_h > 0 && s.window_w > 0 && s.stride_h > 0 && s.stride_w > 0 &&
+           s.pad_h >= 0 && s.pad_w >= 0 && s.pad_h < s.window_h && s.pad_w < s.window_w)
+      << "MaxPool2d: bad window/stride/pad (pad must be smaller than the window)";
+  LS_CHECK(s.out_h() > 0 && s.out_w() > 0) << "MaxPool2d: window larger than padded input";
+  LS_CHECK_LE(s.batch * s.in_h * s.in_w * s.channels, int64_t{std::numeric_limits<int32_t>::max()})
+      << "MaxPool2d: input too large for int32 argmax";
+  const int parts = std::min<int64_t>(ElementwiseParts(s.batch * s.in_h * s.in_w * s.channels),
+                                      std::max<int64_t>(s.batch, 1));
+  ParallelFor(parts, s.batch, [&](int, int64_t n0, int64_t n1) { MaxPool2dForwardSamples(s, x, y, argmax, n0, n1); });
+}
+
 void MaxPool2dBackward(const Pool2dShape& s, const float* dy, const int32_t* argmax, float* dx) {
-  const int64_t in_n = s.batch * s.in_h * s.in_w * s.channels;
-  const int64_t out_n = s.batch * s.out_h() * s.out_w() * s.channels;
-  std::fill(dx, dx + in_n, 0.0f);
-  // Overlapping windows may share a winner: accumulate in output order (deterministic).
-  for (int64_t i = 0; i < out_n; ++i) dx[argmax[i]] += dy[i];
+  const int64_t in_per = s.in_h * s.in_w * s.channels;
+  const int64_t out_per = s.out_h() * s.out_w() * s.channels;
+  const int parts = std::min<int64_t>(ElementwiseParts(s.batch * in_per), std::max<int64_t>(s.batch, 1));
+  ParallelFor(parts, s.batch, [&](int, int64_t n0, int64_t n1) {
+    std::fill(dx + n0 * in_per, dx + n1 * in_per, 0.0f);
+    // Overlapping windows may share a winner: accumulate in output order (deterministic).
+    for (int64_t i = n0 * out_per; i < n1 * out_per; ++i) dx[argmax[i]] += dy[i];
+  });
 }
 
 }  // namespace lockstep::kernels::cpu
