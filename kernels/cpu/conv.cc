@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/check.h"
+#include "kernels/cpu/fast_math.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/parallel.h"
 
@@ -67,6 +68,61 @@ inline void AddRun(float* __restrict dst, const float* __restrict src, int64_t n
 inline void ValidTaps(int64_t base, int64_t kernel, int64_t extent, int64_t* lo, int64_t* hi) {
   *lo = std::min(kernel, std::max<int64_t>(0, -base));
   *hi = std::max(*lo, std::min(kernel, extent - base));
+}
+
+// One input channel (a network's first layer on grey images), stride 1, no padding,
+// out_c a multiple of 8 up to 64: the im2col matrix would have kernel_h * kernel_w
+// columns, a GEMM too narrow for OpenBLAS (0.07 of its peak), so the forward pass is
+// direct: per output pixel the out_c accumulators live in AVX registers.
+bool IsSingleChannelDirect(const Conv2dShape& s) {
+  return s.in_c == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 && s.pad_w == 0 &&
+         s.out_c % 8 == 0 && s.out_c <= 64;
+}
+
+typedef float V8 __attribute__((vector_size(32)));
+
+template <int kVecs>
+LS_INLINE void DirectPixels(const Conv2dShape& s, const float* x, const float* w, float* y, int64_t n0,
+                            int64_t n1) {
+  const int64_t oh_n = s.out_h(), ow_n = s.out_w(), kh_n = s.kernel_h, kw_n = s.kernel_w;
+  for (int64_t n = n0; n < n1; ++n) {
+    const float* xn = x + n * s.in_h * s.in_w;
+    for (int64_t oh = 0; oh < oh_n; ++oh) {
+      for (int64_t ow = 0; ow < ow_n; ++ow) {
+        V8 acc[kVecs];
+        for (int v = 0; v < kVecs; ++v) acc[v] = V8{};
+        // Taps in (kh, kw) order, the order of the im2col columns.
+        for (int64_t kh = 0; kh < kh_n; ++kh) {
+          const float* xr = xn + (oh + kh) * s.in_w + ow;
+          const float* wr = w + kh * kw_n * s.out_c;
+          for (int64_t kw = 0; kw < kw_n; ++kw) {
+            const float xv = xr[kw];
+            const V8 xb = {xv, xv, xv, xv, xv, xv, xv, xv};
+            for (int v = 0; v < kVecs; ++v) {
+              V8 wv;
+              std::memcpy(&wv, wr + kw * s.out_c + 8 * v, sizeof(V8));
+              acc[v] += xb * wv;
+            }
+          }
+        }
+        std::memcpy(y + ((n * oh_n + oh) * ow_n + ow) * s.out_c, acc, sizeof(V8) * kVecs);
+      }
+    }
+  }
+}
+
+LS_KERNEL_CLONES void SingleChannelDirectForward(const Conv2dShape& s, const float* x, const float* w, float* y,
+                                                 int64_t n0, int64_t n1) {
+  switch (s.out_c / 8) {
+    case 1: DirectPixels<1>(s, x, w, y, n0, n1); return;
+    case 2: DirectPixels<2>(s, x, w, y, n0, n1); return;
+    case 3: DirectPixels<3>(s, x, w, y, n0, n1); return;
+    case 4: DirectPixels<4>(s, x, w, y, n0, n1); return;
+    case 5: DirectPixels<5>(s, x, w, y, n0, n1); return;
+    case 6: DirectPixels<6>(s, x, w, y, n0, n1); return;
+    case 7: DirectPixels<7>(s, x, w, y, n0, n1); return;
+    default: DirectPixels<8>(s, x, w, y, n0, n1); return;
+  }
 }
 
 }  // namespace
@@ -138,6 +194,12 @@ void Conv2dForward(const Conv2dShape& s, const float* x, const float* w, float* 
   const int64_t k = s.col_cols(), pix = s.out_h() * s.out_w();
   if (IsPointwise(s)) {
     Sgemm(false, false, s.col_rows(), s.out_c, k, 1.0f, x, k, w, s.out_c, 0.0f, y, s.out_c);
+    return;
+  }
+  if (IsSingleChannelDirect(s)) {
+    ParallelFor(ParallelParts(s.batch), s.batch, [&](int, int64_t n0, int64_t n1) {
+      SingleChannelDirectForward(s, x, w, y, n0, n1);
+    });
     return;
   }
   const int64_t chunk = ChunkSamples(s), in_per = s.in_h * s.in_w * s.in_c;

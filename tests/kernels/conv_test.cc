@@ -53,6 +53,9 @@ std::vector<Conv2dShape> TestShapes() {
       MakeShape(2, 6, 5, 4, 3, 1, 1, 1, 1, 0, 0),
       MakeShape(2, 6, 5, 4, 3, 1, 1, 2, 2, 0, 0),
       MakeShape(2, 13, 13, 8, 16, 3, 3, 1, 1, 0, 0),
+      MakeShape(3, 10, 9, 1, 16, 3, 3, 1, 1, 0, 0),  // one input channel: direct forward
+      MakeShape(2, 12, 11, 1, 64, 2, 3, 1, 1, 0, 0),
+      MakeShape(2, 7, 8, 1, 24, 3, 2, 1, 1, 0, 0),
       MakeShape(1, 4, 4, 2, 3, 5, 5, 1, 1, 2, 2),  // kernel wider than the input interior
   };
 }
