@@ -17,6 +17,7 @@
 #include "runtime/core/loss.h"
 #include "training/gan_state.h"
 #include "training/image_grid.h"
+#include "training/progress.h"
 
 namespace lockstep {
 namespace {
@@ -34,11 +35,8 @@ void FillTensor(Backend& backend, Tensor* t, float value) {
   backend.CopyFromHost(t->raw(), host.data(), t->nbytes());
 }
 
-std::string Fixed(double v, int digits) {
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), "%.*f", digits, v);
-  return buf;
-}
+// One formatting of fixed-point numbers for every progress and summary line.
+constexpr auto* Fixed = &ProgressReporter::FormatFixed;
 
 }  // namespace
 
@@ -159,7 +157,6 @@ Result<LossValue> Trainer::GanStep(int64_t epoch, int64_t step_in_epoch, int64_t
     for (int64_t i = 0; i < n; ++i) correct += (g.host_logits[static_cast<size_t>(i)] > 0) == real ? 1 : 0;
     return static_cast<double>(correct);
   };
-  auto launch = [](ModelPart& part) { return [&part](int64_t prefix) { part.reducer->OnGradsReady(prefix); }; };
 
   // Phase 1, the discriminator: real images -> real_label, generated ones -> 0.
   if (zero_stage_ == 0) disc.reducer->BeginStep(global_step_);
@@ -179,7 +176,7 @@ Result<LossValue> Trainer::GanStep(int64_t epoch, int64_t step_in_epoch, int64_t
                               g.real_targets.Subview(0, {n, 1}), grad_scale, &logit_grad);
     local[0] += v.sum;
     local[1] += count_correct(logits, true);
-    disc.model->Backward(ctx, logit_grad);
+    BackwardPart(disc, ctx, logit_grad, /*launch_buckets=*/false);
 
     Tensor fake = generate(kDiscriminatorPhase);
     // Generated rows get their own dropout rows, after the global batch's real ones.
@@ -190,17 +187,11 @@ Result<LossValue> Trainer::GanStep(int64_t epoch, int64_t step_in_epoch, int64_t
                     grad_scale, &logit_grad);
     local[0] += v.sum;
     local[1] += count_correct(logits, false);
-    if (zero_stage_ == 0) {
-      disc.model->Backward(ctx, logit_grad, launch(disc));
-    } else {
-      disc.model->Backward(ctx, logit_grad);
-    }
+    BackwardPart(disc, ctx, logit_grad, /*launch_buckets=*/true);
   } else {
     b.ZeroBytes(disc.model->grads().raw(), disc.model->grads().nbytes());
   }
-  Status synced = SynchronizeAndUpdate(disc);
-  if (synced.code() == StatusCode::kDeadlineExceeded) AbortJob(synced);
-  LS_RETURN_IF_ERROR(synced);
+  LS_RETURN_IF_ERROR(SynchronizeAndUpdate(disc));
 
   // Phase 2, the generator, through the updated discriminator: fresh noise, target
   // "real" (the non-saturating loss -log D(G(z))). The discriminator's parameter
@@ -215,21 +206,15 @@ Result<LossValue> Trainer::GanStep(int64_t epoch, int64_t step_in_epoch, int64_t
     LossValue v = ComputeLoss(b, LossKind::kBinaryCrossEntropyWithLogits, logits,
                               g.generator_targets.Subview(0, {n, 1}), grad_scale, &logit_grad);
     local[4] += v.sum;
-    disc.model->Backward(ctx, logit_grad, nullptr, &fake_grad);
+    BackwardPart(disc, ctx, logit_grad, /*launch_buckets=*/false, &fake_grad);
     Shape generated_shape = gen.model->output_shape();
     generated_shape.insert(generated_shape.begin(), n);
     Tensor generated_grad = fake_grad.Reshaped(generated_shape);
-    if (zero_stage_ == 0) {
-      gen.model->Backward(ctx, generated_grad, launch(gen));
-    } else {
-      gen.model->Backward(ctx, generated_grad);
-    }
+    BackwardPart(gen, ctx, generated_grad, /*launch_buckets=*/true);
   } else {
     b.ZeroBytes(gen.model->grads().raw(), gen.model->grads().nbytes());
   }
-  synced = SynchronizeAndUpdate(gen);
-  if (synced.code() == StatusCode::kDeadlineExceeded) AbortJob(synced);
-  LS_RETURN_IF_ERROR(synced);
+  LS_RETURN_IF_ERROR(SynchronizeAndUpdate(gen));
 
   LS_RETURN_IF_ERROR(AgreeOnStep(local, 5));
   ++global_step_;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "checkpoints/checkpoint.h"
+#include "training/checkpoint_model.h"
 #include "runtime/core/recipe.h"
 #include "runtime/data/text_dataset.h"
 
@@ -27,11 +28,8 @@ Result<std::string> GenerateText(const GenerateOptions& o) {
   if (window <= 0) return CheckpointError(o.checkpoint_dir + ": the recipe has no data.sequence_length");
 
   std::unique_ptr<Backend> backend = CreateCpuBackend();
-  LS_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, BuildModel(recipe, backend.get(), {window}, vocab.size()));
-  if (model->param_count() != (*reader)->FindBuffer("params")->elements) {
-    return CheckpointError(o.checkpoint_dir + ": the parameters do not fit the model its recipe describes");
-  }
-  LS_RETURN_IF_ERROR((*reader)->Read("params", 0, model->param_count(), model->params().raw()));
+  LS_ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
+                      LoadCheckpointModel(**reader, recipe, backend.get(), {window}, vocab.size(), o.checkpoint_dir));
 
   LS_ASSIGN_OR_RETURN(std::vector<int32_t> context, vocab.EncodeUtf8Text(o.prompt, "--prompt"));
   if (context.empty()) return InvalidArgumentError("--prompt must hold at least one character");

@@ -12,6 +12,12 @@ namespace lockstep {
 ProgressReporter::ProgressReporter(bool enabled, int64_t lines_every, std::FILE* out)
     : enabled_(enabled), tty_(isatty(fileno(out)) != 0), lines_every_(lines_every), out_(out) {}
 
+std::string ProgressReporter::FormatFixed(double value, int digits) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.*f", digits, value);
+  return buf;
+}
+
 std::string ProgressReporter::FormatDuration(double seconds) {
   if (!(seconds >= 0) || seconds > 1e7) return "--:--";
   long s = static_cast<long>(seconds + 0.5);

@@ -21,6 +21,7 @@ class ProgressReporter {
   void Line(const std::string& text);
 
   static std::string FormatDuration(double seconds);  // "1:02:03" / "02:03"
+  static std::string FormatFixed(double value, int digits);  // "0.8917" for (0.89173, 4)
 
  private:
   bool enabled_;

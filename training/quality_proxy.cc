@@ -7,6 +7,7 @@
 
 #include "checkpoints/checkpoint.h"
 #include "runtime/core/recipe.h"
+#include "training/checkpoint_model.h"
 
 namespace lockstep {
 namespace {
@@ -78,12 +79,7 @@ Result<std::unique_ptr<ImageClassifier>> ImageClassifier::Load(const std::string
     return InvalidArgumentError(what + ": the classifier takes inputs of shape " + ShapeToString(input) +
                                 ", the generated images are " + ShapeToString(image_shape));
   }
-  LS_ASSIGN_OR_RETURN(c->model_, BuildModel(recipe, c->backend_.get(), input));
-  const ckpt::BufferLayout* params = (*reader)->FindBuffer("params");
-  if (params == nullptr || params->elements != c->model_->param_count()) {
-    return CheckpointError(what + ": the parameters do not fit the model its recipe describes");
-  }
-  LS_RETURN_IF_ERROR((*reader)->Read("params", 0, c->model_->param_count(), c->model_->params().raw()));
+  LS_ASSIGN_OR_RETURN(c->model_, LoadCheckpointModel(**reader, recipe, c->backend_.get(), input, 0, what));
   const Shape& out = c->model_->output_shape();
   if (out.size() != 1 || out[0] < 2) {
     return InvalidArgumentError(what + ": the model outputs " + ShapeToString(out) + ", not class logits");

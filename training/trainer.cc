@@ -38,11 +38,8 @@ Status MakeDirs(const std::string& path) {
   return Status::Ok();
 }
 
-std::string Fixed(double v, int digits) {
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), "%.*f", digits, v);
-  return buf;
-}
+// One formatting of fixed-point numbers for every progress and summary line.
+constexpr auto* Fixed = &ProgressReporter::FormatFixed;
 
 }  // namespace
 
@@ -312,20 +309,14 @@ Result<LossValue> Trainer::Step(int64_t epoch, int64_t step_in_epoch, int64_t* s
     LossValue v = ComputeModelLoss(out, y, grad_scale, &dout);
     local[0] += v.sum;
     local[1] += static_cast<double>(v.correct);
-    if (last_micro && zero_stage_ == 0) {
-      model.Backward(ctx, dout, [&part](int64_t prefix) { part.reducer->OnGradsReady(prefix); });
-    } else {
-      model.Backward(ctx, dout);
-    }
+    BackwardPart(part, ctx, dout, /*launch_buckets=*/last_micro);
     grads_written = true;
   }
   if (!grads_written) {
     // This rank had no samples (a final partial batch): contribute zeros.
     backend_->ZeroBytes(model.grads().raw(), model.grads().nbytes());
   }
-  Status synced = SynchronizeAndUpdate(part);
-  if (synced.code() == StatusCode::kDeadlineExceeded) AbortJob(synced);
-  LS_RETURN_IF_ERROR(synced);
+  LS_RETURN_IF_ERROR(SynchronizeAndUpdate(part));
   // Global loss and accuracy for rank 0's log.
   LS_RETURN_IF_ERROR(AgreeOnStep(local, 4));
   ++global_step_;
@@ -335,7 +326,22 @@ Result<LossValue> Trainer::Step(int64_t epoch, int64_t step_in_epoch, int64_t* s
   return total;
 }
 
+void Trainer::BackwardPart(ModelPart& part, const StepContext& ctx, const Tensor& doutput, bool launch_buckets,
+                           Tensor* dinput) {
+  if (launch_buckets && zero_stage_ == 0) {
+    part.model->Backward(ctx, doutput, [&part](int64_t prefix) { part.reducer->OnGradsReady(prefix); }, dinput);
+  } else {
+    part.model->Backward(ctx, doutput, nullptr, dinput);
+  }
+}
+
 Status Trainer::SynchronizeAndUpdate(ModelPart& part) {
+  Status s = ReduceAndUpdate(part);
+  if (s.code() == StatusCode::kDeadlineExceeded) AbortJob(s);
+  return s;
+}
+
+Status Trainer::ReduceAndUpdate(ModelPart& part) {
   float* grads = part.model->grads().data<float>();
   float* params = part.model->params().data<float>();
   const int64_t n = part.model->param_count();

@@ -137,8 +137,14 @@ class Trainer {
   void RaiseStepFlags(double* metrics);
   // All-reduces the step metrics (slots 2 and 3 as above) and records the agreements.
   Status AgreeOnStep(double* metrics, int count);
-  // Reduces `part`'s gradients (its reducer holds what backward launched) and updates it.
+  // Backward through `part`; with launch_buckets (and no ZeRO-1) its reducer starts
+  // each gradient bucket as backward completes it.
+  void BackwardPart(ModelPart& part, const StepContext& ctx, const Tensor& doutput, bool launch_buckets,
+                    Tensor* dinput = nullptr);
+  // Reduces `part`'s gradients (its reducer holds what backward launched) and updates
+  // it; a missed collective deadline ends the job (AbortJob).
   Status SynchronizeAndUpdate(ModelPart& part);
+  Status ReduceAndUpdate(ModelPart& part);
   // End of a GAN epoch: the generator's loss, the sample grid and the quality proxy
   // into `m`; returns the epoch line's text (training/gan_step.cc).
   Result<std::string> GanEpochReport(EpochMetrics* m, int64_t samples);
