@@ -211,8 +211,7 @@ Status Trainer::AddModelPart(const std::string& name, std::unique_ptr<Model> mod
   const config::Recipe& r = recipe_.recipe;
   ModelPart part;
   part.name = name;
-  part.schedule = ToScheduleConfig(r, total_steps_);
-  part.schedule.base_lr = optimizer.learning_rate();
+  part.schedule = ToScheduleConfig(r, optimizer, total_steps_);
   LS_RETURN_IF_ERROR(ValidateSchedule(part.schedule).WithContext(recipe_.path));
   part.clip_global_norm = optimizer.clip_global_norm();
   // ZeRO-1: this rank's optimiser covers only its partition of the arena.

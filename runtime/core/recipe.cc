@@ -251,9 +251,7 @@ Status ValidateGan(const config::Recipe& r) {
     const std::string field = std::string("gan.") + role + "_optimizer";
     const config::Optimizer& o = std::string(role) == "generator" ? g.generator_optimizer() : g.discriminator_optimizer();
     if (o.clip_global_norm() < 0) return InvalidArgumentError(field + ".clip_global_norm must be >= 0");
-    ScheduleConfig s = ToScheduleConfig(r, 1);
-    s.base_lr = o.learning_rate();
-    LS_RETURN_IF_ERROR(ValidateSchedule(s).WithContext(field + "/schedule"));
+    LS_RETURN_IF_ERROR(ValidateSchedule(ToScheduleConfig(r, o, 1)).WithContext(field + "/schedule"));
     LS_RETURN_IF_ERROR(Optimizer::Validate(ToOptimizerConfig(o)).WithContext(field));
   }
   return Status::Ok();
@@ -630,6 +628,11 @@ OptimizerConfig ToOptimizerConfig(const config::Optimizer& o) {
 }
 
 ScheduleConfig ToScheduleConfig(const config::Recipe& r, int64_t total_training_steps) {
+  return ToScheduleConfig(r, r.optimizer(), total_training_steps);
+}
+
+ScheduleConfig ToScheduleConfig(const config::Recipe& r, const config::Optimizer& optimizer,
+                                int64_t total_training_steps) {
   ScheduleConfig s;
   const auto& sc = r.schedule();
   switch (sc.kind()) {
@@ -637,7 +640,7 @@ ScheduleConfig ToScheduleConfig(const config::Recipe& r, int64_t total_training_
     case config::COSINE: s.kind = ScheduleKind::kCosine; break;
     default: s.kind = ScheduleKind::kConstant; break;
   }
-  s.base_lr = r.optimizer().learning_rate();
+  s.base_lr = optimizer.learning_rate();
   s.warmup_steps = sc.warmup_steps();
   s.decay_steps = sc.decay_steps();
   s.gamma = sc.gamma();

@@ -48,6 +48,9 @@ Result<std::unique_ptr<Model>> BuildModel(const LoadedRecipe& recipe, const std:
 OptimizerConfig ToOptimizerConfig(const config::Optimizer& o);
 // total_training_steps fills a cosine schedule's total_steps when the recipe leaves it 0.
 ScheduleConfig ToScheduleConfig(const config::Recipe& r, int64_t total_training_steps);
+// The same schedule driving `optimizer`'s learning rate (a GAN's two optimisers).
+ScheduleConfig ToScheduleConfig(const config::Recipe& r, const config::Optimizer& optimizer,
+                                int64_t total_training_steps);
 LossKind ToLossKind(config::LossFunction loss);
 
 }  // namespace lockstep
