@@ -72,18 +72,31 @@ RunResult RunWithLimit(const std::string& command, std::chrono::seconds limit) {
   return result;
 }
 
-TEST(CommHang, DeadlineNamesCollectiveTagAndMissingRankAndEveryRankExits) {
+// The hung collective's index: early, and after more than two of the comm thread's
+// arrival drains (every 64th collective), so queued announcements are counted right.
+class CommHang : public ::testing::TestWithParam<int> {};
+
+TEST_P(CommHang, DeadlineNamesCollectiveTagAndMissingRankAndEveryRankExits) {
   constexpr int kDeadlineMs = 3000;
+  const int hung = GetParam();
   const std::string command = std::string("exec timeout -s KILL 60 ") + LOCKSTEP_COMM_MPIRUN +
-                              " -x LOCKSTEP_FAULT_INJECT=rank=1,op=allreduce,index=3,action=hang -np 3 " +
-                              LOCKSTEP_COMM_HANG_PROBE + " " + std::to_string(kDeadlineMs) + " 5";
+                              " -x LOCKSTEP_FAULT_INJECT=rank=1,op=allreduce,index=" + std::to_string(hung) +
+                              ",action=hang -np 3 " + LOCKSTEP_COMM_HANG_PROBE + " " + std::to_string(kDeadlineMs) +
+                              " " + std::to_string(hung + 2);
   RunResult run = RunWithLimit(command, std::chrono::seconds(90));
   SCOPED_TRACE(run.output);
   EXPECT_NE(run.exit_code, 0);
-  EXPECT_NE(run.output.find("allreduce 'grad_bucket' step 3 bucket 0"), std::string::npos);
+  EXPECT_NE(run.output.find("allreduce 'grad_bucket' step " + std::to_string(hung) + " bucket 0"),
+            std::string::npos);
   EXPECT_NE(run.output.find("did not complete within 3000 ms"), std::string::npos);
-  EXPECT_NE(run.output.find("Ranks that did not arrive at collective #3: [1] of 3"), std::string::npos);
+  EXPECT_NE(run.output.find("Ranks that did not arrive at collective #" + std::to_string(hung) + ": [1] of 3"),
+            std::string::npos);
   EXPECT_LT(run.seconds, kDeadlineMs / 1000.0 + 15.0);  // a generous bound, not a speed check
 }
+
+INSTANTIATE_TEST_SUITE_P(HungIndex, CommHang, ::testing::Values(3, 150),
+                         [](const ::testing::TestParamInfo<int>& info) {
+                           return "collective" + std::to_string(info.param);
+                         });
 
 }  // namespace
