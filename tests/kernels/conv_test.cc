@@ -216,6 +216,32 @@ TEST(CpuConv2dTest, LargeInputsAreChunkedAndStillCorrect) {
   EXPECT_LT(MaxRelError(dw, NaiveBackwardFilter(s, d.x, d.dy)), 1e-4);
 }
 
+// The im2col rows are built and consumed in cache-sized pieces of whole samples
+// (256 KiB): here 129,600 floats per sample, so each of the 5 samples is its own
+// piece, and the filter gradient sums the pieces (beta 1: onto what dw held). With 1
+// and with 2 threads (pieces inside each thread's samples).
+TEST(CpuConv2dTest, CacheSizedPiecesMatchNaive) {
+  const int before = BlasThreads();
+  const Conv2dShape s = MakeShape(5, 30, 30, 16, 8, 3, 3, 1, 1, 1, 1);
+  for (int threads : {1, 2}) {
+    SetBlasThreads(threads);
+    ConvData d = MakeData(s, 23);
+    std::vector<float> y(s.col_rows() * s.out_c, NAN), dx(d.x.size(), NAN);
+    Conv2dForward(s, d.x.data(), d.w.data(), y.data(), d.ws.data());
+    EXPECT_LT(MaxRelError(y, NaiveForward(s, d.x, d.w)), 1e-5) << threads << " threads";
+    Conv2dBackwardData(s, d.dy.data(), d.w.data(), dx.data(), d.ws.data());
+    EXPECT_LT(MaxRelError(dx, NaiveBackwardData(s, d.dy, d.w)), 1e-5) << threads << " threads";
+    TestRng rng(99);
+    std::vector<float> dw = rng.Vector(d.w.size());
+    std::vector<double> ref = NaiveBackwardFilter(s, d.x, d.dy);
+    for (size_t i = 0; i < ref.size(); ++i) ref[i] += dw[i];
+    Conv2dBackwardFilter(s, d.x.data(), d.dy.data(), 1.0f, dw.data(), d.ws.data());
+    // Sums over 4,500 terms per weight.
+    EXPECT_LT(MaxRelError(dw, ref), 1e-4) << threads << " threads";
+  }
+  SetBlasThreads(before);
+}
+
 TEST(CpuConv2dTest, PointwiseFastPathNeedsNoWorkspace) {
   EXPECT_EQ(Conv2dWorkspaceFloats(MakeShape(4, 5, 5, 8, 8, 1, 1, 1, 1, 0, 0)), 0u);
   EXPECT_GT(Conv2dWorkspaceFloats(MakeShape(4, 5, 5, 8, 8, 1, 1, 2, 2, 0, 0)), 0u);
