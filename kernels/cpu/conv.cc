@@ -91,10 +91,6 @@ bool IsSingleChannelDirect(const Conv2dShape& s) {
          s.out_c % 8 == 0 && s.out_c <= 64;
 }
 
-typedef float V8 __attribute__((vector_size(32)));
-// Unaligned vector loads and stores through this type stay in registers; a memcpy
-// into an array of V8 went through the stack.
-typedef float V8Unaligned __attribute__((vector_size(32), aligned(4)));
 
 template <int kVecs>
 LS_INLINE void DirectPixels(const Conv2dShape& s, const float* x, const float* w, float* y, int64_t n0,
@@ -158,7 +154,7 @@ LS_INLINE void DirectFilterTaps(const Conv2dShape& s, const float* xn, const flo
     const float* xr = xn + (oh + kh) * s.in_w + kw0;
     const float* dyr = dyn + oh * ow_n * oc;
     for (int64_t ow = 0; ow < ow_n; ++ow) {
-      V8 d[kVecs];
+      V8 d[kVecs];  // V8Unaligned loads stay in registers; a memcpy into d went through the stack
       for (int v = 0; v < kVecs; ++v) d[v] = *reinterpret_cast<const V8Unaligned*>(dyr + ow * oc + 8 * v);
       for (int t = 0; t < kTaps; ++t) {
         const float xv = xr[ow + t];

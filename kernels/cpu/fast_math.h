@@ -24,6 +24,13 @@
 
 namespace lockstep::kernels::cpu {
 
+// 8 floats, one AVX register in the AVX2 clone (GCC vector extension).
+typedef float V8 __attribute__((vector_size(32)));
+// V8 with float alignment, for loads and stores through float pointers: GCC emits
+// unaligned moves. (Reducing the alignment must be a typedef of V8 itself; written
+// on float next to vector_size it is silently 32.)
+typedef V8 V8Unaligned __attribute__((aligned(4)));
+
 // e^x for x in [-87.3, 88.3] (clamped beyond: ~1.3e-38 below, ~2.2e38 above). Cephes
 // expf: x = k ln2 + r with |r| <= ln2/2 (ln2 split in two for an exact r), a degree-6
 // polynomial for e^r, and 2^k built in the exponent bits.

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "common/check.h"
+#include "kernels/cpu/fast_math.h"
 
 namespace lockstep::kernels::cpu {
 namespace {
@@ -21,6 +22,15 @@ inline float RowMax(const float* row, int64_t n) {
   float m = row[0];
   for (int64_t j = 1; j < n; ++j) m = row[j] > m ? row[j] : m;
   return m;
+}
+
+// out_j = e^(row_j - mx) (FastExp, within 2 ulp of expf); returns their sum in double.
+// Vectorised, where std::exp on doubles was 2% of a language model's step.
+LS_KERNEL_CLONES double ExpShiftedRow(const float* row, int64_t n, float mx, float* out) {
+  for (int64_t j = 0; j < n; ++j) out[j] = FastExp(row[j] - mx);
+  double sum = 0.0;
+  for (int64_t j = 0; j < n; ++j) sum += out[j];
+  return sum;
 }
 
 // Sigmoid without overflow for any sign.
@@ -47,13 +57,9 @@ double SoftmaxCrossEntropy(const float* logits, const int32_t* labels, int64_t r
     if (dlogits == nullptr) {
       for (int64_t j = 0; j < classes; ++j) sum += std::exp(static_cast<double>(row[j]) - mx);
     } else {
-      // One exp per element: e_j is parked (as float) in the gradient row, then scaled.
+      // One exp per element: e_j is parked in the gradient row, then scaled.
       float* d = dlogits + r * classes;
-      for (int64_t j = 0; j < classes; ++j) {
-        const double e = std::exp(static_cast<double>(row[j]) - mx);
-        sum += e;
-        d[j] = static_cast<float>(e);
-      }
+      sum = ExpShiftedRow(row, classes, static_cast<float>(mx), d);
       const double inv = 1.0 / sum, scale = inv * grad_scale;
       const double e_label = d[label];
       for (int64_t j = 0; j < classes; ++j) d[j] = static_cast<float>(d[j] * scale);
