@@ -19,7 +19,9 @@
 #include <fstream>
 #include <regex>
 #include <sstream>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "checkpoints/checkpoint.h"
 #include "tests/ddp/subprocess.h"
@@ -45,9 +47,25 @@ std::string Read(const std::string& p) {
   ss << in.rdbuf();
   return ss.str();
 }
+// Run directories of this process's tests: removed at the end when every test passed,
+// kept (their logs and checkpoints) to look at when one failed.
+std::vector<std::string>& CreatedDirs() {
+  static std::vector<std::string> dirs;
+  return dirs;
+}
+class RemoveDirsWhenPassed : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    if (!::testing::UnitTest::GetInstance()->Passed()) return;
+    for (const std::string& dir : CreatedDirs()) RunCommand("rm -rf '" + dir + "'", 60);
+  }
+};
+[[maybe_unused]] ::testing::Environment* const kRemoveDirs = ::testing::AddGlobalTestEnvironment(new RemoveDirsWhenPassed);
+
 std::string FreshDir(const std::string& name) {
   std::string dir = ::testing::TempDir() + "/launch_" + name + "_" + std::to_string(getpid());
   RunCommand("rm -rf '" + dir + "' && mkdir -p '" + dir + "'", 30);
+  CreatedDirs().push_back(dir);
   return dir;
 }
 
