@@ -1,6 +1,5 @@
 #include "launcher/cluster_config.h"
 
-#include <google/protobuf/io/tokenizer.h>
 #include <google/protobuf/text_format.h>
 #include <unistd.h>
 
@@ -10,25 +9,12 @@
 #include <fstream>
 #include <sstream>
 
+#include "runtime/core/text_format_errors.h"
+
 namespace lockstep {
 namespace {
 
 namespace pb = google::protobuf;
-
-// Collects the first parser error as "file:line:column: message" (1-based).
-class FirstError final : public pb::io::ErrorCollector {
- public:
-  explicit FirstError(std::string name) : name_(std::move(name)) {}
-  void AddError(int line, int column, const std::string& message) override {
-    if (first_.empty()) first_ = name_ + ":" + std::to_string(line + 1) + ":" + std::to_string(column + 1) + ": " + message;
-  }
-  void AddWarning(int, int, const std::string&) override {}
-  const std::string& first() const { return first_; }
-
- private:
-  std::string name_;
-  std::string first_;
-};
 
 constexpr const char* kEmbeddedLocal = R"pb(
 name: "local"
@@ -142,7 +128,7 @@ Result<LoadedCluster> ParseClusterConfig(const std::string& text, const std::str
   LoadedCluster out;
   out.path = display_name;
   pb::TextFormat::Parser parser;
-  FirstError errors(display_name);
+  FirstParseError errors(display_name);
   parser.RecordErrorsTo(&errors);
   if (!parser.ParseFromString(text, &out.config)) {
     return InvalidArgumentError(errors.first().empty() ? display_name + ": cannot parse the cluster config"

@@ -206,9 +206,7 @@ std::vector<ckpt::ShardSlice> Trainer::CheckpointSlices() const {
   // ZeRO-1, where its optimiser state covers exactly that range.
   std::vector<ckpt::ShardSlice> slices;
   for (const ModelPart& part : parts_) {
-    std::vector<int64_t> offsets = comm::BlockOffsets(part.partition);
-    const int64_t begin = offsets[static_cast<size_t>(rank_)];
-    const int64_t end = offsets[static_cast<size_t>(rank_) + 1];
+    const auto [begin, end] = part.RankRange(rank_);
     slices.push_back({part.Key("params"), begin, end, part.model->params().data<float>() + begin});
     for (const OptimizerStateBuffer& b : part.optimizer->state()) {
       const float* base = b.tensor.data<float>() - part.optimizer->begin();  // element 0 of the arena

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <fstream>
 #include <thread>
+#include <tuple>
 
 #include "common/exit_codes.h"
 #include "common/fnv.h"
@@ -218,11 +219,7 @@ Status Trainer::AddModelPart(const std::string& name, std::unique_ptr<Model> mod
   const int64_t n = model->param_count();
   part.partition = PartitionCounts(n, world_size_);
   int64_t begin = 0, end = n;
-  if (zero_stage_ == 1) {
-    std::vector<int64_t> offsets = comm::BlockOffsets(part.partition);
-    begin = offsets[static_cast<size_t>(rank_)];
-    end = offsets[static_cast<size_t>(rank_) + 1];
-  }
+  if (zero_stage_ == 1) std::tie(begin, end) = part.RankRange(rank_);
   LS_ASSIGN_OR_RETURN(part.optimizer, Optimizer::Create(backend_.get(), ToOptimizerConfig(optimizer), begin, end));
   ReducerOptions ro;
   ro.bucket_elements = std::max<int64_t>(1, static_cast<int64_t>(r.distributed().bucket_size_mb() * (1 << 20) / 4));

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "checkpoints/checkpoint.h"
@@ -114,6 +115,11 @@ class Trainer {
     float clip_global_norm = 0;
     // A checkpoint buffer or hyperparameter name: "params" or "generator.params".
     std::string Key(const std::string& base) const { return name.empty() ? base : name + "." + base; }
+    // [begin, end) of the arena `rank` owns in `partition` (its ZeRO-1 range and checkpoint shard).
+    std::pair<int64_t, int64_t> RankRange(int rank) const {
+      std::vector<int64_t> offsets = comm::BlockOffsets(partition);
+      return {offsets[static_cast<size_t>(rank)], offsets[static_cast<size_t>(rank) + 1]};
+    }
   };
 
   Trainer() = default;

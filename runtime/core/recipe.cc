@@ -1,6 +1,5 @@
 #include "runtime/core/recipe.h"
 
-#include <google/protobuf/io/tokenizer.h>
 #include <google/protobuf/text_format.h>
 
 #include <algorithm>
@@ -12,27 +11,12 @@
 #include "runtime/core/reshape_layer.h"
 #include "runtime/core/sequence_loss.h"
 #include "runtime/core/sequence_layers.h"
+#include "runtime/core/text_format_errors.h"
 
 namespace lockstep {
 namespace {
 
 namespace pb = google::protobuf;
-
-// Collects parser errors as "file:line:column: message" (1-based, like compilers).
-class ErrorCollector final : public pb::io::ErrorCollector {
- public:
-  explicit ErrorCollector(std::string name) : name_(std::move(name)) {}
-  void AddError(int line, int column, const std::string& message) override {
-    if (!first_.empty()) return;
-    first_ = name_ + ":" + std::to_string(line + 1) + ":" + std::to_string(column + 1) + ": " + message;
-  }
-  void AddWarning(int, int, const std::string&) override {}
-  const std::string& first() const { return first_; }
-
- private:
-  std::string name_;
-  std::string first_;
-};
 
 // Turns "training.epochs=3" into text format "training { epochs: 3 }", checking
 // every path component against the schema so a typo names the bad field.
@@ -366,7 +350,7 @@ Result<LoadedRecipe> ParseRecipe(const std::string& text, const std::string& nam
   LoadedRecipe out;
   out.path = name;
   pb::TextFormat::Parser parser;
-  ErrorCollector errors(name);
+  FirstParseError errors(name);
   parser.RecordErrorsTo(&errors);
   pb::TextFormat::ParseInfoTree info;
   parser.WriteLocationsTo(&info);
@@ -376,7 +360,7 @@ Result<LoadedRecipe> ParseRecipe(const std::string& text, const std::string& nam
   for (const std::string& o : overrides) {
     LS_ASSIGN_OR_RETURN(std::string snippet, OverrideToText(o));
     pb::TextFormat::Parser override_parser;
-    ErrorCollector override_errors("--set " + o);
+    FirstParseError override_errors("--set " + o);
     override_parser.RecordErrorsTo(&override_errors);
     if (!override_parser.MergeFromString(snippet, &out.recipe)) return InvalidArgumentError(override_errors.first());
   }
