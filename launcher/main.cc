@@ -1,6 +1,7 @@
 // lockstep: the command-line entry point. Each subcommand lives in its own file.
 #include <CLI/CLI.hpp>
 
+#include "common/blas_env.h"
 #include "common/exit_codes.h"
 #include "launcher/ckpt_command.h"
 #include "launcher/generate_command.h"
@@ -8,6 +9,7 @@
 #include "launcher/train_command.h"
 
 int main(int argc, char** argv) {
+  lockstep::EnsureBlasThreadTimeout(argv);
   CLI::App app{"lockstep: synchronous data-parallel training of neural networks"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("lockstep ") + LOCKSTEP_VERSION);

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <thread>
 #include <tuple>
@@ -452,7 +453,8 @@ Result<EpochMetrics> Trainer::Run() {
     progress.Line("lockstep: recipe " + recipe_.path + ", " + std::to_string(params) +
                   " parameters, global batch " + std::to_string(r.training().global_batch_size()) +
                   ", world size " + std::to_string(world_size_) + ", " +
-                  std::to_string(kernels::cpu::BlasThreads()) + " BLAS thread(s)");
+                  std::to_string(kernels::cpu::BlasThreads()) + " BLAS thread(s), OPENBLAS_THREAD_TIMEOUT=" +
+                  (std::getenv("OPENBLAS_THREAD_TIMEOUT") ? std::getenv("OPENBLAS_THREAD_TIMEOUT") : "unset"));
     for (const ModelPart& p : parts_) progress.Line((p.name.empty() ? "" : p.name + ":\n") + p.model->Summary());
   }
   // A GAN's discriminator decides twice per image (the real one and a generated one).

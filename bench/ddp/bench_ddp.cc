@@ -15,10 +15,12 @@
 #include <cstdio>
 #include <vector>
 
+#include "common/blas_env.h"
 #include "common/sysinfo.h"
 #include "training/trainer.h"
 
 int main(int argc, char** argv) {
+  lockstep::EnsureBlasThreadTimeout(argv);  // measure what `lockstep train` runs
   using namespace lockstep;
   CLI::App app{"lockstep data-parallel scaling benchmark (run under mpirun)"};
   std::string recipe = std::string(LOCKSTEP_SOURCE_DIR) + "/recipes/cnn.pbtxt";

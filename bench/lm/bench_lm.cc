@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "common/blas_env.h"
 #include "common/sysinfo.h"
 #include "kernels/cpu/gemm.h"
 #include "runtime/comm/mpi_runtime.h"
@@ -58,6 +59,7 @@ Result<Bigram> BigramBaseline(const LoadedRecipe& recipe) {
 }  // namespace lockstep
 
 int main(int argc, char** argv) {
+  lockstep::EnsureBlasThreadTimeout(argv);  // measure what `lockstep train` runs
   using namespace lockstep;
   CLI::App app{"lockstep language-model throughput benchmark (run under mpirun for >1 rank)"};
   std::string source_dir = LOCKSTEP_SOURCE_DIR;

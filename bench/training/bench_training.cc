@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "common/blas_env.h"
 #include "common/sysinfo.h"
 #include "kernels/cpu/gemm.h"
 #include "training/trainer.h"
@@ -39,6 +40,7 @@ struct Row {
 }  // namespace lockstep
 
 int main(int argc, char** argv) {
+  lockstep::EnsureBlasThreadTimeout(argv);  // measure what `lockstep train` runs
   using namespace lockstep;
   CLI::App app{"lockstep training-throughput benchmark"};
   std::string source_dir = LOCKSTEP_SOURCE_DIR;
