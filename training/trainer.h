@@ -83,6 +83,10 @@ class Trainer {
   void RecordReducerFinishWindows() {
     for (ModelPart& p : parts_) p.reducer->set_record_finish_windows(true);
   }
+  // Benchmarks: start bucket all-reduces during backward (true) or after it.
+  void SetReducerOverlap(bool overlap) {
+    for (ModelPart& p : parts_) p.reducer->set_overlap(overlap);
+  }
   // Ends the whole job after a failure that leaves peers blocked (a missed deadline):
   // prints the diagnostic, waits a short grace period so the other ranks can print
   // theirs, then aborts the communicator with the documented exit code.

@@ -55,6 +55,7 @@ class GradientReducer {
   Status Finish();
   const ReducerStats& stats() const { return stats_; }
   void set_record_finish_windows(bool on) { options_.record_finish_windows = on; }
+  void set_overlap(bool on) { options_.overlap = on; }  // between steps
   void ResetStats() { stats_ = ReducerStats{}; }
 
  private:
