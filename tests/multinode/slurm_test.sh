@@ -16,6 +16,7 @@ B=$(readlink -f "$1")
 SRC=$2
 HERE=$(cd "$(dirname "$0")" && pwd)
 source "$HERE/netns.sh"
+source "$HERE/../slurm/lib.sh"
 netns_require
 for tool in munged slurmctld slurmd sbatch scontrol squeue sinfo nsenter mpirun; do
   command -v "$tool" >/dev/null || { echo "SKIP: $tool not installed (bash scripts/setup.sh)"; exit 77; }
@@ -29,14 +30,6 @@ M=$W/munge
 S=$W/slurm
 FAILED=0
 fail() { echo "FAIL: $*"; FAILED=1; }
-stop_pid() {  # pid file: TERM, bounded wait, KILL
-  [[ -f $1 ]] || return 0
-  local pid
-  pid=$(cat "$1")
-  kill "$pid" 2>/dev/null
-  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$pid" 2>/dev/null
-}
 on_exit() {
   for f in "$S"/run/slurmd-*.pid "$S/run/slurmctld.pid"; do stop_pid "$f"; done
   netns_destroy
@@ -54,38 +47,18 @@ echo "nodes: $NODE1 ($IP1) and $NODE2 ($IP2)"
 in1() { nsenter --net=/run/netns/"$NODE1" "$@"; }  # Slurm clients run where the nodes are reachable
 
 # ---- munge (root namespace; its socket directory readable from every namespace)
-mkdir -p "$M"/{etc,run,log,lib} && chmod 755 "$M" "$M/run" && chmod 700 "$M"/{etc,log,lib}
-head -c 1024 /dev/urandom > "$M/etc/munge.key" && chmod 400 "$M/etc/munge.key"
-munged --key-file="$M/etc/munge.key" --socket="$M/run/munge.socket.2" --pid-file="$M/run/munged.pid" \
-       --log-file="$M/log/munged.log" --seed-file="$M/lib/munged.seed" || { fail "munged did not start"; exit 1; }
+start_munge "$M" || { fail "munged did not start"; exit 1; }
 
 # ---- slurm: ports are private to the namespaces
 mkdir -p "$S"/{state,run,log} "$S/spool/$NODE1" "$S/spool/$NODE2" && chmod 700 "$S"/{state,spool}
 cat > "$S/slurm.conf" <<CONF
 ClusterName=lsms$$
 SlurmctldHost=$NODE1($IP1)
-AuthType=auth/munge
-CredType=cred/munge
-AuthInfo=socket=$M/run/munge.socket.2
-SlurmUser=root
-SlurmdUser=root
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-MpiDefault=pmix
-ReturnToService=2
+$(slurm_common_conf "$M" "$S")
 SlurmdTimeout=10
 KillWait=5
-SlurmdParameters=config_overrides
-MailProg=/bin/true
-StateSaveLocation=$S/state
 SlurmdSpoolDir=$S/spool/%n
-SlurmctldPidFile=$S/run/slurmctld.pid
 SlurmdPidFile=$S/run/slurmd-%n.pid
-SlurmctldLogFile=$S/log/slurmctld.log
 SlurmdLogFile=$S/log/slurmd-%n.log
 NodeName=$NODE1 NodeAddr=$IP1 NodeHostname=$NODE1 CPUs=2 State=UNKNOWN
 NodeName=$NODE2 NodeAddr=$IP2 NodeHostname=$NODE2 CPUs=2 State=UNKNOWN

@@ -12,6 +12,7 @@
 set -uo pipefail
 B=$1
 SRC=$2
+source "$(cd "$(dirname "$0")" && pwd)/lib.sh"
 for tool in munged slurmctld slurmd sbatch scontrol squeue scancel sinfo; do
   command -v "$tool" >/dev/null || { echo "SKIP: $tool not installed (bash scripts/setup.sh)"; exit 77; }
 done
@@ -24,13 +25,7 @@ S=$W/slurm
 FAILED=0
 fail() { echo "FAIL: $*"; FAILED=1; }
 stop_daemons() {
-  for pidfile in "$S/run/slurmd.pid" "$S/run/slurmctld.pid" "$M/run/munged.pid"; do
-    [[ -f $pidfile ]] || continue
-    pid=$(cat "$pidfile")
-    kill "$pid" 2>/dev/null
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null
-  done
+  for pidfile in "$S/run/slurmd.pid" "$S/run/slurmctld.pid" "$M/run/munged.pid"; do stop_pid "$pidfile"; done
 }
 on_exit() {
   stop_daemons
@@ -44,10 +39,7 @@ on_exit() {
 trap on_exit EXIT
 
 # ---- munge
-mkdir -p "$M"/{etc,run,log,lib} && chmod 755 "$M" && chmod 700 "$M"/{etc,log,lib} && chmod 755 "$M/run"
-head -c 1024 /dev/urandom > "$M/etc/munge.key" && chmod 400 "$M/etc/munge.key"
-munged --key-file="$M/etc/munge.key" --socket="$M/run/munge.socket.2" --pid-file="$M/run/munged.pid" \
-       --log-file="$M/log/munged.log" --seed-file="$M/lib/munged.seed" || { fail "munged did not start"; exit 1; }
+start_munge "$M" || { fail "munged did not start"; exit 1; }
 
 # ---- slurm (private ports and cluster name: other test runs may share this machine)
 mkdir -p "$S"/{state,spool,run,log} && chmod 700 "$S"/{state,spool}
@@ -58,26 +50,9 @@ ClusterName=lockstep$$
 SlurmctldHost=$HOST
 SlurmctldPort=$PORT
 SlurmdPort=$((PORT + 1))
-AuthType=auth/munge
-CredType=cred/munge
-AuthInfo=socket=$M/run/munge.socket.2
-SlurmUser=root
-SlurmdUser=root
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-MpiDefault=pmix
-ReturnToService=2
-SlurmdParameters=config_overrides
-MailProg=/bin/true
-StateSaveLocation=$S/state
+$(slurm_common_conf "$M" "$S")
 SlurmdSpoolDir=$S/spool
-SlurmctldPidFile=$S/run/slurmctld.pid
 SlurmdPidFile=$S/run/slurmd.pid
-SlurmctldLogFile=$S/log/slurmctld.log
 SlurmdLogFile=$S/log/slurmd.log
 NodeName=$HOST CPUs=4 State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
