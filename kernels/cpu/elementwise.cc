@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "common/check.h"
 #include "kernels/cpu/fast_math.h"
@@ -25,21 +26,37 @@ LS_KERNEL_CLONES void BiasAdd(float* y, const float* bias, int64_t rows, int64_t
   }
 }
 
-LS_KERNEL_CLONES void BiasBackward(const float* dy, int64_t rows, int64_t cols, float beta, float* dbias) {
-  // Column sums accumulated in double (rows can be batch*H*W, tens of thousands),
-  // over column blocks that fit on the stack; the row order is fixed.
+namespace {
+
+// acc[c] += column c0 + c of dy summed over rows [r0, r1), for c < nc, in row order.
+LS_KERNEL_CLONES void ColumnSums(const float* dy, int64_t cols, int64_t r0, int64_t r1, int64_t c0, int64_t nc,
+                                 double* acc) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const float* row = dy + r * cols + c0;
+    for (int64_t c = 0; c < nc; ++c) acc[c] += row[c];
+  }
+}
+
+}  // namespace
+
+void BiasBackward(const float* dy, int64_t rows, int64_t cols, float beta, float* dbias) {
+  // Column sums accumulated in double (rows can be batch*H*W, tens of thousands), over
+  // column blocks; with several threads each sums a contiguous range of rows and the
+  // parts are added in part order, so the result is fixed for a given thread count.
   constexpr int64_t kBlock = 256;
-  double acc[kBlock];
+  const int parts = static_cast<int>(std::min<int64_t>(ElementwiseParts(rows * cols), std::max<int64_t>(rows, 1)));
+  std::vector<double> partial;
   for (int64_t c0 = 0; c0 < cols; c0 += kBlock) {
     const int64_t nc = std::min(kBlock, cols - c0);
-    for (int64_t c = 0; c < nc; ++c) acc[c] = 0.0;
-    for (int64_t r = 0; r < rows; ++r) {
-      const float* row = dy + r * cols + c0;
-      for (int64_t c = 0; c < nc; ++c) acc[c] += row[c];
-    }
+    partial.assign(static_cast<size_t>(parts * nc), 0.0);
+    ParallelFor(parts, rows, [&](int part, int64_t r0, int64_t r1) {
+      ColumnSums(dy, cols, r0, r1, c0, nc, partial.data() + part * nc);
+    });
     for (int64_t c = 0; c < nc; ++c) {
+      double sum = partial[static_cast<size_t>(c)];
+      for (int p = 1; p < parts; ++p) sum += partial[static_cast<size_t>(p * nc + c)];
       const float prev = beta == 0.0f ? 0.0f : beta * dbias[c0 + c];
-      dbias[c0 + c] = static_cast<float>(prev + acc[c]);
+      dbias[c0 + c] = static_cast<float>(prev + sum);
     }
   }
 }

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/cpu/gemm.h"
 #include "tests/kernels/kernels_test_util.h"
 
 namespace lockstep::kernels::cpu {
@@ -32,6 +33,26 @@ TEST(CpuBiasTest, AddAndBackwardMatchNaive) {
     EXPECT_NEAR(db[c], s, 1e-6);
     EXPECT_NEAR(db2[c], s + b[c], 1e-6);
   }
+}
+
+// Large enough to be split over threads (rows in parts, summed in part order): still
+// the naive column sums, onto dbias with beta 1, and the same bits on a second call.
+TEST(CpuBiasTest, BackwardSplitOverThreadsMatchesNaive) {
+  const int before = BlasThreads();
+  SetBlasThreads(3);
+  TestRng rng(43);
+  const int64_t rows = 1001, cols = 300;
+  std::vector<float> dy = rng.Vector(rows * cols), b = rng.Vector(cols);
+  std::vector<float> db = b, again = b;
+  BiasBackward(dy.data(), rows, cols, 1.0f, db.data());
+  BiasBackward(dy.data(), rows, cols, 1.0f, again.data());
+  EXPECT_EQ(db, again);
+  for (int64_t c = 0; c < cols; ++c) {
+    double s = b[c];
+    for (int64_t r = 0; r < rows; ++r) s += dy[r * cols + c];
+    EXPECT_NEAR(db[c], s, 1e-5 * (1.0 + std::abs(s))) << "column " << c;
+  }
+  SetBlasThreads(before);
 }
 
 double ActRef(Activation act, double x) {
