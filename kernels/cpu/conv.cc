@@ -42,6 +42,27 @@ int64_t CacheSamples(const Conv2dShape& s) {
   return std::max<int64_t>(1, kCacheFloats / std::max<int64_t>(1, ColsPerSample(s)));
 }
 
+// fn(first, piece) for the cache-sized pieces of samples [b0, b1), in order; `piece`
+// is `s` with the piece's batch.
+template <typename Fn>
+void ForEachCachePiece(const Conv2dShape& s, int64_t b0, int64_t b1, Fn&& fn) {
+  const int64_t step = CacheSamples(s);
+  for (int64_t first = b0; first < b1; first += step) {
+    Conv2dShape piece = s;
+    piece.batch = std::min(b1, first + step) - first;
+    fn(first, piece);
+  }
+}
+
+// dw += the dw_n-float partial results of parts 1.. (partial holds parts - 1 of
+// them), in part order: the filter gradient is fixed for a given thread count.
+void AddPartials(const std::vector<float>& partial, int parts, int64_t dw_n, float* dw) {
+  for (int p = 1; p < parts; ++p) {
+    const float* src = partial.data() + (p - 1) * dw_n;
+    for (int64_t i = 0; i < dw_n; ++i) dw[i] += src[i];
+  }
+}
+
 // Samples per GEMM chunk.
 int64_t ChunkSamples(const Conv2dShape& s) {
   const int64_t per = std::max<int64_t>(1, ColsPerSample(s));
@@ -91,7 +112,6 @@ bool IsSingleChannelDirect(const Conv2dShape& s) {
          s.out_c % 8 == 0 && s.out_c <= 64;
 }
 
-
 template <int kVecs>
 LS_INLINE void DirectPixels(const Conv2dShape& s, const float* x, const float* w, float* y, int64_t n0,
                             int64_t n1) {
@@ -136,12 +156,8 @@ LS_KERNEL_CLONES void SingleChannelDirectForward(const Conv2dShape& s, const flo
   }
 }
 
-// The filter gradient of the same single-channel case. Its im2col GEMM (k = taps,
-// n = out_c, reduction over every output pixel) ran at 0.11 of OpenBLAS's peak.
-// dw(kh, kw, oc) += sum over pixels of x(oh + kh, ow + kw) * dy(oh, ow, oc): for each
-// sample (its dy stays in L2) and kernel row, a group of taps x out_c accumulators
-// lives in AVX registers (12 of the 16) while the pixels stream past.
-// Taps [kw0, kw0 + kTaps) of kernel row kh, one sample: dw += the pixels' sum.
+// Taps [kw0, kw0 + kTaps) of kernel row kh, one sample: dw += the pixels' sum, with
+// the taps x out_c accumulators in AVX registers (12 of the 16).
 template <int kVecs, int kTaps>
 LS_INLINE void DirectFilterTaps(const Conv2dShape& s, const float* xn, const float* dyn, float* dw, int64_t kh,
                                 int64_t kw0) {
@@ -171,6 +187,10 @@ LS_INLINE void DirectFilterTaps(const Conv2dShape& s, const float* xn, const flo
   }
 }
 
+// The filter gradient of the same single-channel case. Its im2col GEMM (k = taps,
+// n = out_c, reduction over every output pixel) ran at 0.11 of OpenBLAS's peak.
+// dw(kh, kw, oc) += sum over pixels of x(oh + kh, ow + kw) * dy(oh, ow, oc), sample by
+// sample (its dy stays in L2), kernel row by kernel row, a group of taps at a time.
 template <int kVecs>
 LS_INLINE void DirectFilterSamples(const Conv2dShape& s, const float* x, const float* dy, float* dw, int64_t n0,
                                    int64_t n1) {
@@ -178,10 +198,11 @@ LS_INLINE void DirectFilterSamples(const Conv2dShape& s, const float* x, const f
   const int64_t dy_per = s.out_h() * s.out_w() * s.out_c;
   for (int64_t n = n0; n < n1; ++n) {
     const float* xn = x + n * s.in_h * s.in_w;
+    const float* dyn = dy + n * dy_per;
     for (int64_t kh = 0; kh < s.kernel_h; ++kh) {
       int64_t kw0 = 0;
-      for (; kw0 + kTaps <= s.kernel_w; kw0 += kTaps) DirectFilterTaps<kVecs, kTaps>(s, xn, dy + n * dy_per, dw, kh, kw0);
-      for (; kw0 < s.kernel_w; ++kw0) DirectFilterTaps<kVecs, 1>(s, xn, dy + n * dy_per, dw, kh, kw0);
+      for (; kw0 + kTaps <= s.kernel_w; kw0 += kTaps) DirectFilterTaps<kVecs, kTaps>(s, xn, dyn, dw, kh, kw0);
+      for (; kw0 < s.kernel_w; ++kw0) DirectFilterTaps<kVecs, 1>(s, xn, dyn, dw, kh, kw0);
     }
   }
 }
@@ -284,13 +305,11 @@ void Conv2dForward(const Conv2dShape& s, const float* x, const float* w, float* 
     ParallelRanges(ParallelParts(cn), cn, [&](int, int64_t b0, int64_t b1) {
       if (b1 == b0) return;
       float* cols = workspace + b0 * ColsPerSample(s);
-      for (int64_t c0 = b0; c0 < b1; c0 += CacheSamples(s)) {
-        Conv2dShape ps = s;
-        ps.batch = std::min(b1, c0 + CacheSamples(s)) - c0;
-        Im2col(ps, x + (n0 + c0) * in_per, cols);
-        Sgemm(false, false, ps.batch * pix, s.out_c, k, 1.0f, cols, k, w, s.out_c, 0.0f,
-              y + (n0 + c0) * pix * s.out_c, s.out_c);
-      }
+      ForEachCachePiece(s, b0, b1, [&](int64_t first, const Conv2dShape& piece) {
+        Im2col(piece, x + (n0 + first) * in_per, cols);
+        Sgemm(false, false, piece.batch * pix, s.out_c, k, 1.0f, cols, k, w, s.out_c, 0.0f,
+              y + (n0 + first) * pix * s.out_c, s.out_c);
+      });
     });
   }
 }
@@ -311,15 +330,13 @@ void Conv2dBackwardData(const Conv2dShape& s, const float* dy, const float* w, f
     ParallelRanges(ParallelParts(cn), cn, [&](int, int64_t b0, int64_t b1) {
       if (b1 == b0) return;
       float* cols = workspace + b0 * ColsPerSample(s);
-      for (int64_t c0 = b0; c0 < b1; c0 += CacheSamples(s)) {
-        Conv2dShape ps = s;
-        ps.batch = std::min(b1, c0 + CacheSamples(s)) - c0;
-        float* dxp = dx + (n0 + c0) * in_per;
-        std::fill(dxp, dxp + ps.batch * in_per, 0.0f);
-        Sgemm(false, true, ps.batch * pix, k, s.out_c, 1.0f, dy + (n0 + c0) * pix * s.out_c, s.out_c, w,
+      ForEachCachePiece(s, b0, b1, [&](int64_t first, const Conv2dShape& piece) {
+        float* dxp = dx + (n0 + first) * in_per;
+        std::fill(dxp, dxp + piece.batch * in_per, 0.0f);
+        Sgemm(false, true, piece.batch * pix, k, s.out_c, 1.0f, dy + (n0 + first) * pix * s.out_c, s.out_c, w,
               s.out_c, 0.0f, cols, k);
-        Col2imAccumulate(ps, cols, dxp);
-      }
+        Col2imAccumulate(piece, cols, dxp);
+      });
     });
   }
 }
@@ -347,10 +364,7 @@ void Conv2dBackwardFilter(const Conv2dShape& s, const float* x, const float* dy,
     ParallelFor(parts, s.batch, [&](int part, int64_t n0, int64_t n1) {
       SingleChannelDirectFilter(s, x, dy, part == 0 ? dw : partial.data() + (part - 1) * dw_n, n0, n1);
     });
-    for (int p = 1; p < parts; ++p) {
-      const float* src = partial.data() + (p - 1) * dw_n;
-      for (int64_t i = 0; i < dw_n; ++i) dw[i] += src[i];
-    }
+    AddPartials(partial, parts, dw_n, dw);
     return;
   }
   for (int64_t n0 = 0; n0 < s.batch; n0 += chunk) {
@@ -361,19 +375,15 @@ void Conv2dBackwardFilter(const Conv2dShape& s, const float* x, const float* dy,
       float* out = part == 0 ? dw : partial.data() + (part - 1) * dw_n;
       float b = part == 0 ? (n0 == 0 ? beta : 1.0f) : 0.0f;
       float* cols = workspace + b0 * ColsPerSample(s);
-      for (int64_t c0 = b0; c0 < b1; c0 += CacheSamples(s), b = 1.0f) {
-        Conv2dShape ps = s;
-        ps.batch = std::min(b1, c0 + CacheSamples(s)) - c0;
-        Im2col(ps, x + (n0 + c0) * in_per, cols);
+      ForEachCachePiece(s, b0, b1, [&](int64_t first, const Conv2dShape& piece) {
+        Im2col(piece, x + (n0 + first) * in_per, cols);
         // dw (KhKwCin x Cout) = cols^T * dy; later pieces accumulate.
-        Sgemm(true, false, k, s.out_c, ps.batch * pix, 1.0f, cols, k, dy + (n0 + c0) * pix * s.out_c, s.out_c, b,
-              out, s.out_c);
-      }
+        Sgemm(true, false, k, s.out_c, piece.batch * pix, 1.0f, cols, k, dy + (n0 + first) * pix * s.out_c,
+              s.out_c, b, out, s.out_c);
+        b = 1.0f;
+      });
     });
-    for (int p = 1; p < parts; ++p) {
-      const float* src = partial.data() + (p - 1) * dw_n;
-      for (int64_t i = 0; i < dw_n; ++i) dw[i] += src[i];
-    }
+    AddPartials(partial, parts, dw_n, dw);
   }
 }
 

@@ -17,7 +17,6 @@ namespace {
 constexpr int64_t kPanel = 16;  // columns per packed panel
 constexpr int kRows = 4;        // rows per register tile
 
-
 // C rows [0, R) x panel columns [0, w) from A rows (lda apart) and one packed panel.
 template <int R>
 LS_INLINE void Tile(int64_t k, const float* a, int64_t lda, const float* panel, float beta, float* c,
