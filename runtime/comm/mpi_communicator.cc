@@ -18,8 +18,17 @@ constexpr int kArrivalTag = 7;
 // Collectives between two drains of the arrival channel by the comm thread: at most this
 // many 8-byte announcements per peer wait unmatched in MPI.
 constexpr int64_t kArrivalDrainInterval = 64;
-constexpr std::chrono::microseconds kWaitSpin{50};
-constexpr std::chrono::microseconds kThreadSpin{50};
+
+// Both sides of the hand-off to the comm thread yield for up to kHandOffSpin until
+// `ready()` before sleeping on a condition variable: a small collective ends, and the
+// buckets of one backward arrive, within microseconds, and a futex sleep plus wake-up
+// on each side cost about 10 us per collective at 8 B.
+constexpr std::chrono::microseconds kHandOffSpin{50};
+template <typename Ready>
+void SpinBriefly(Ready ready) {
+  const auto until = std::chrono::steady_clock::now() + kHandOffSpin;
+  while (!ready() && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+}
 
 MPI_Datatype ToMpi(DataType dtype) {
   switch (dtype) {
@@ -51,9 +60,8 @@ struct MpiCommunicator::OpState {
   int64_t seq = 0;
   std::mutex mu;
   std::condition_variable cv;
-  bool done = false;                     // guarded by mu
-  std::atomic<bool> finished{false};     // set with done, read without the lock by Wait's spin
-  Status status;
+  Status status;                  // guarded by mu
+  std::atomic<bool> done{false};  // set under mu once status is; read without it by spins and Test
 
   std::string Describe(const std::string& comm_name) const {
     return std::string(CollectiveKindName(kind)) + " " + tag.ToString() + " (collective #" + std::to_string(seq) +
@@ -68,23 +76,15 @@ class MpiCommunicator::Handle : public CommHandle {
   Handle(std::shared_ptr<OpState> state, MpiCommunicator* comm) : state_(std::move(state)), comm_(comm) {}
 
   Status Wait(std::chrono::milliseconds deadline) override {
-    // Small collectives finish within microseconds of the hand-off; a short yielding
-    // spin avoids a futex sleep and wake-up on each side (about 10 us on 8 B).
-    const auto spin_until = std::chrono::steady_clock::now() + kWaitSpin;
-    while (!state_->finished.load(std::memory_order_acquire) && std::chrono::steady_clock::now() < spin_until) {
-      std::this_thread::yield();
-    }
+    SpinBriefly([this] { return state_->done.load(); });
     {
       std::unique_lock<std::mutex> lock(state_->mu);
-      if (state_->cv.wait_for(lock, deadline, [&] { return state_->done; })) return state_->status;
+      if (state_->cv.wait_for(lock, deadline, [&] { return state_->done.load(); })) return state_->status;
     }
     return DeadlineExceededError(comm_->DescribeStall(*state_, deadline));
   }
 
-  bool Test() override {
-    std::lock_guard<std::mutex> lock(state_->mu);
-    return state_->done;
-  }
+  bool Test() override { return state_->done.load(); }
 
  private:
   std::shared_ptr<OpState> state_;
@@ -170,7 +170,6 @@ std::shared_ptr<CommHandle> MpiCommunicator::Enqueue(CollectiveKind kind, Collec
   {
     std::lock_guard<std::mutex> lock(mu_);
     queue_.push_back(Op{state, std::move(body)});
-    queued_.store(queue_.size(), std::memory_order_release);
   }
   cv_.notify_one();
   return std::make_shared<Handle>(std::move(state), this);
@@ -180,19 +179,16 @@ void MpiCommunicator::ThreadMain() {
   for (;;) {
     Op op;
     Status broken;
-    // Buckets of one backward arrive in bursts: a short yielding spin catches the next
-    // one without a futex sleep and wake-up.
-    const auto spin_until = std::chrono::steady_clock::now() + kThreadSpin;
-    while (queued_.load(std::memory_order_acquire) == 0 && std::chrono::steady_clock::now() < spin_until) {
-      std::this_thread::yield();
-    }
+    SpinBriefly([this] {
+      std::lock_guard<std::mutex> lock(mu_);
+      return stop_ || !queue_.empty();
+    });
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
       if (queue_.empty()) return;  // stop requested and nothing left to run
       op = std::move(queue_.front());
       queue_.pop_front();
-      queued_.store(queue_.size(), std::memory_order_release);
       running_ = op.state;
       broken = broken_;
     }
@@ -212,9 +208,8 @@ void MpiCommunicator::ThreadMain() {
     }
     {
       std::lock_guard<std::mutex> lock(op.state->mu);
-      op.state->done = true;
-      op.state->finished.store(true, std::memory_order_release);
       op.state->status = std::move(status);
+      op.state->done = true;
     }
     op.state->cv.notify_all();
   }

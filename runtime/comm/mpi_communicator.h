@@ -19,7 +19,6 @@
 
 #include <mpi.h>
 
-#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -108,7 +107,6 @@ class MpiCommunicator : public Communicator {
   std::mutex mu_;  // guards the fields below
   std::condition_variable cv_;
   std::deque<Op> queue_;
-  std::atomic<size_t> queued_{0};  // queue_.size(), for the comm thread's lock-free spin
   bool stop_ = false;
   std::shared_ptr<OpState> running_;  // the collective the comm thread is in, if any
   Status broken_;                     // first failure; later collectives fail fast
