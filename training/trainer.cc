@@ -448,13 +448,14 @@ Result<EpochMetrics> Trainer::Run() {
   bool leader = rank_ == 0;
   ProgressReporter progress(leader && options_.show_progress, r.training().log_every_steps());
   if (leader && options_.show_progress) {
+    const char* blas_timeout = std::getenv("OPENBLAS_THREAD_TIMEOUT");
     int64_t params = 0;
     for (const ModelPart& p : parts_) params += p.model->param_count();
     progress.Line("lockstep: recipe " + recipe_.path + ", " + std::to_string(params) +
                   " parameters, global batch " + std::to_string(r.training().global_batch_size()) +
                   ", world size " + std::to_string(world_size_) + ", " +
                   std::to_string(kernels::cpu::BlasThreads()) + " BLAS thread(s), OPENBLAS_THREAD_TIMEOUT=" +
-                  (std::getenv("OPENBLAS_THREAD_TIMEOUT") ? std::getenv("OPENBLAS_THREAD_TIMEOUT") : "unset"));
+                  (blas_timeout ? blas_timeout : "unset"));
     for (const ModelPart& p : parts_) progress.Line((p.name.empty() ? "" : p.name + ":\n") + p.model->Summary());
   }
   // A GAN's discriminator decides twice per image (the real one and a generated one).

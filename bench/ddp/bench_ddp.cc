@@ -32,6 +32,10 @@ namespace {
 struct ModeStats {
   double seconds = 0, exposed = 0, after_ready = 0, imbalance = 0;
   int steps = 0;
+  // A sum over ranks and steps as milliseconds per rank and step.
+  double PerRankStepMs(double sum, int world_size) const {
+    return sum * 1e3 / (static_cast<double>(steps) * world_size);
+  }
 };
 
 // `steps` training steps with the reducer's overlap set to `overlap`, added to *m.
@@ -120,11 +124,10 @@ int main(int argc, char** argv) {
     return 1;
   }
   const ModeStats& shown = overlap ? overlapped : serial;
-  const double per_rank_step_ms = 1e3 / (static_cast<double>(shown.steps) * world_size);
   const double exposed_ms = shown.exposed / shown.steps * 1e3;
-  const double after_ready_ms = shown.after_ready * per_rank_step_ms;
-  const double imbalance_ms = shown.imbalance * per_rank_step_ms;
-  const double after_serial_ms = serial.after_ready * 1e3 / (static_cast<double>(serial.steps) * world_size);
+  const double after_ready_ms = shown.PerRankStepMs(shown.after_ready, world_size);
+  const double imbalance_ms = shown.PerRankStepMs(shown.imbalance, world_size);
+  const double after_serial_ms = serial.PerRankStepMs(serial.after_ready, world_size);
   const double hidden = overlap && world_size > 1 && after_serial_ms > 0
                             ? std::max(0.0, 1.0 - after_ready_ms / after_serial_ms)
                             : 0.0;

@@ -2,7 +2,8 @@
 # Sweeps bench_ddp over 1, 2 and 4 local ranks, fixed global and fixed per-rank
 # batch, overlap off and on (an overlap run also times serial blocks, its `hidden`
 # baseline); with overlap also 0.1 MiB buckets, since the CNN's gradients
-# (0.47 MiB) fit one 25 MiB bucket, which can only start once backward is over. Usage: bench/ddp/run_scaling.sh [build-dir] [extra bench_ddp args]
+# (0.47 MiB) fit one 25 MiB bucket, which can only start once backward is over.
+# Usage: bench/ddp/run_scaling.sh [build-dir] [extra bench_ddp args]
 set -euo pipefail
 BUILD=${1:-build}; shift || true
 MPIRUN=(mpirun --allow-run-as-root --oversubscribe --mca mpi_yield_when_idle 1 --bind-to none)
