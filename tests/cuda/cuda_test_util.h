@@ -39,6 +39,9 @@ class DeviceBuffer {
     if (n_ > 0) {
       LS_CUDA_CHECK(cudaMalloc(&ptr_, bytes()));
       LS_CUDA_CHECK(cudaMemset(ptr_, 0xFF, bytes()));
+      // cudaMemset runs on the legacy default stream, which the fixture's non-blocking
+      // stream does not wait for: finish it before a kernel can write the buffer.
+      LS_CUDA_CHECK(cudaDeviceSynchronize());
     }
   }
   explicit DeviceBuffer(const std::vector<T>& host)
@@ -58,11 +61,19 @@ class DeviceBuffer {
 
   void Upload(const std::vector<T>& host) {
     EXPECT_EQ(static_cast<int64_t>(host.size()), n_);
-    if (n_ > 0) LS_CUDA_CHECK(cudaMemcpy(ptr_, host.data(), bytes(), cudaMemcpyHostToDevice));
+    if (n_ > 0) {
+      LS_CUDA_CHECK(cudaMemcpy(ptr_, host.data(), bytes(), cudaMemcpyHostToDevice));
+      // A pageable-memory cudaMemcpy may return before its DMA lands; the kernels run
+      // on a non-blocking stream that would not wait for it.
+      LS_CUDA_CHECK(cudaDeviceSynchronize());
+    }
   }
-  // Synchronous copy back (waits for all prior work on the device).
+  // Synchronous copy back after all prior work on the device. The fixture's stream is
+  // non-blocking, so a plain cudaMemcpy (legacy default stream) would not wait for it:
+  // synchronise the device first.
   std::vector<T> Download() const {
     std::vector<T> host(static_cast<size_t>(n_));
+    LS_CUDA_CHECK(cudaDeviceSynchronize());
     if (n_ > 0) LS_CUDA_CHECK(cudaMemcpy(host.data(), ptr_, bytes(), cudaMemcpyDeviceToHost));
     return host;
   }
