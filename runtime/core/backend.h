@@ -29,6 +29,15 @@ using AdamHyper = kernels::cpu::AdamHyper;
 using RecurrentStep = kernels::cpu::RecurrentStep;
 using AttentionShape = kernels::cpu::AttentionShape;
 
+// Device memory held through a backend's allocator (all zero on the CPU backend,
+// whose memory the process's peak RSS already reports).
+struct BackendMemoryStats {
+  size_t bytes_in_use = 0;
+  size_t peak_bytes_in_use = 0;
+  size_t bytes_reserved = 0;  // in use + cached for reuse
+  size_t peak_bytes_reserved = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -43,6 +52,7 @@ class Backend {
   virtual void CopyToHost(void* host_dst, const void* src, size_t bytes) = 0;    // device -> host
   virtual void CopyFromHost(void* dst, const void* host_src, size_t bytes) = 0;  // host -> device
   virtual void Synchronize() {}
+  virtual BackendMemoryStats memory_stats() const { return {}; }
 
   // ---- dense algebra ----
   // Row-major C = alpha op(A) op(B) + beta C (see kernels/cpu/gemm.h).

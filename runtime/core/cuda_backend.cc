@@ -1,0 +1,329 @@
+// The CUDA backend: thin adapters from the op table to kernels/cuda, all on one
+// compute stream. Scratch (loss and reduction workspaces) comes from the caching
+// allocator per call and goes back to it at once: the allocator reuses blocks in
+// stream order, so a later op may take the block while this op's kernel still
+// runs ahead of it on the same stream.
+#include "runtime/core/cuda_backend.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <optional>
+
+#include "common/check.h"
+#include "kernels/cuda/attention.h"
+#include "kernels/cuda/caching_allocator.h"
+#include "kernels/cuda/conv.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/device.h"
+#include "kernels/cuda/dropout.h"
+#include "kernels/cuda/elementwise.h"
+#include "kernels/cuda/embedding.h"
+#include "kernels/cuda/gemm.h"
+#include "kernels/cuda/layer_norm.h"
+#include "kernels/cuda/loss.h"
+#include "kernels/cuda/optimizer.h"
+#include "kernels/cuda/pool.h"
+#include "kernels/cuda/recurrent.h"
+#include "kernels/cuda/reduce.h"
+#include "kernels/cuda/regression_loss.h"
+#if LOCKSTEP_HAVE_CUDNN
+#include "kernels/cuda/cudnn_conv.h"
+#endif
+
+namespace lockstep {
+namespace {
+
+namespace kc = kernels::cuda;
+
+// Per-call scratch from the allocator, returned when the scope ends (stream-ordered).
+class Scratch {
+ public:
+  Scratch(kc::CachingAllocator& alloc, size_t bytes) : alloc_(alloc), ptr_(alloc.Allocate(bytes)) {}
+  ~Scratch() { alloc_.Free(ptr_); }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  void* get() const { return ptr_; }
+
+ private:
+  kc::CachingAllocator& alloc_;
+  void* ptr_;
+};
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(const CudaBackendOptions& options) : options_(options) {
+    LS_CUDA_CHECK(cudaSetDevice(options_.device));
+    LS_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    lt_.emplace();
+    allocator_.emplace(kc::CudaRawMemory());
+    LS_CUDA_CHECK(cudaMallocHost(&host_scalars_, kScalarBytes));
+    device_scalars_ = allocator_->Allocate(kScalarBytes);
+#if LOCKSTEP_HAVE_CUDNN
+    if (options_.conv != CudaBackendOptions::ConvPath::kIm2col) {
+      cudnn_.emplace(options_.deterministic);
+    }
+#else
+    LS_CHECK(options_.conv != CudaBackendOptions::ConvPath::kCudnn)
+        << "CUDA backend: the cuDNN convolution path was asked for, but this build has no cuDNN";
+#endif
+  }
+
+  ~CudaBackend() override {
+    cudaStreamSynchronize(stream_);
+    allocator_->Free(device_scalars_);
+#if LOCKSTEP_HAVE_CUDNN
+    cudnn_.reset();
+#endif
+    lt_.reset();
+    cudaFreeHost(host_scalars_);
+    allocator_.reset();  // gives every cached block back
+    cudaStreamDestroy(stream_);
+  }
+
+  Device device() const override { return Device{DeviceKind::kCuda, options_.device}; }
+  std::string name() const override { return "cuda:" + std::to_string(options_.device); }
+
+  // ---- memory ----
+  void* Allocate(size_t bytes) override { return allocator_->Allocate(bytes); }
+  void Free(void* p) override { allocator_->Free(p); }
+  void ZeroBytes(void* p, size_t bytes) override {
+    if (bytes) LS_CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, stream_));
+  }
+  void CopyBytes(void* dst, const void* src, size_t bytes) override {
+    if (bytes) LS_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
+  }
+  // Host copies wait for the stream: the host buffer is free to reuse (or read) on return.
+  void CopyToHost(void* host_dst, const void* src, size_t bytes) override {
+    if (bytes == 0) return;
+    LS_CUDA_CHECK(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
+    Synchronize();
+  }
+  void CopyFromHost(void* dst, const void* host_src, size_t bytes) override {
+    if (bytes == 0) return;
+    LS_CUDA_CHECK(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, stream_));
+    Synchronize();
+  }
+  void Synchronize() override { LS_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+  BackendMemoryStats memory_stats() const override {
+    const kc::AllocatorStats s = allocator_->stats();
+    return BackendMemoryStats{s.bytes_in_use, s.peak_bytes_in_use, s.bytes_reserved,
+                              s.peak_bytes_reserved};
+  }
+
+  // ---- dense algebra ----
+  void Gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+            int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) override {
+    kc::GemmOptions opt;
+    opt.allow_tf32 = options_.allow_tf32;
+    kc::Sgemm(lt_->handle(), ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, opt,
+              lt_->workspace(), stream_);
+  }
+  void BiasAdd(float* y, const float* bias, int64_t rows, int64_t cols) override {
+    kc::BiasAdd(y, bias, rows, cols, stream_);
+  }
+  void BiasActivation(float* y, const float* bias, int64_t rows, int64_t cols, Activation act) override {
+    kc::BiasActivationForward(y, bias, rows, cols, act, stream_);
+  }
+  void BiasBackward(const float* dy, int64_t rows, int64_t cols, float beta, float* dbias) override {
+    kc::BiasBackward(dy, rows, cols, beta, dbias, stream_);
+  }
+  void ActivationForward(Activation act, const float* x, float* y, int64_t n) override {
+    kc::ActivationForward(act, x, y, n, stream_);
+  }
+  void ActivationBackward(Activation act, const float* x, const float* y, const float* dy,
+                          float* dx, int64_t n) override {
+    kc::ActivationBackward(act, x, y, dy, dx, n, stream_);
+  }
+  void Scale(float* x, int64_t n, float s) override { kc::Scale(x, n, s, stream_); }
+  double SumOfSquares(const float* x, int64_t n) override {
+    Scratch ws(*allocator_, static_cast<size_t>(kc::SumOfSquaresWorkspaceElems(n)) * sizeof(double));
+    kc::SumOfSquares(x, n, DeviceDouble(), static_cast<double*>(ws.get()), stream_);
+    return ReadDouble();
+  }
+
+  // ---- convolution and pooling ----
+  size_t Conv2dWorkspaceBytes(const Conv2dShape& s) override {
+#if LOCKSTEP_HAVE_CUDNN
+    if (cudnn_) return cudnn_->WorkspaceBytes(s);
+#endif
+    return kc::Conv2dWorkspaceBytes(s);
+  }
+  void Conv2dForward(const Conv2dShape& s, const float* x, const float* w, float* y,
+                     void* ws) override {
+#if LOCKSTEP_HAVE_CUDNN
+    if (cudnn_) return cudnn_->Forward(s, x, w, y, ws, stream_);
+#endif
+    kc::Conv2dForward(lt_->handle(), lt_->workspace(), s, x, w, y, ws, stream_);
+  }
+  void Conv2dBackwardData(const Conv2dShape& s, const float* dy, const float* w, float* dx,
+                          void* ws) override {
+#if LOCKSTEP_HAVE_CUDNN
+    if (cudnn_) return cudnn_->BackwardData(s, dy, w, dx, ws, stream_);
+#endif
+    kc::Conv2dBackwardData(lt_->handle(), lt_->workspace(), s, dy, w, dx, ws, stream_);
+  }
+  void Conv2dBackwardFilter(const Conv2dShape& s, const float* x, const float* dy, float beta,
+                            float* dw, void* ws) override {
+#if LOCKSTEP_HAVE_CUDNN
+    if (cudnn_) return cudnn_->BackwardFilter(s, x, dy, beta, dw, ws, stream_);
+#endif
+    kc::Conv2dBackwardFilter(lt_->handle(), lt_->workspace(), s, x, dy, beta, dw, ws, stream_);
+  }
+  void MaxPool2dForward(const Pool2dShape& s, const float* x, float* y, int32_t* argmax) override {
+    kc::MaxPool2dForward(s, x, y, argmax, stream_);
+  }
+  void MaxPool2dBackward(const Pool2dShape& s, const float* dy, const int32_t* argmax,
+                         float* dx) override {
+    kc::MaxPool2dBackward(s, dy, argmax, dx, stream_);
+  }
+
+  // ---- dropout ----
+  void DropoutForward(const DropoutKey& key, const float* x, float* y, uint8_t* mask, int64_t rows,
+                      int64_t row_len, int64_t first_global_row, float rate) override {
+    kc::DropoutForward(key, x, y, mask, rows, row_len, first_global_row, rate, stream_);
+  }
+  void DropoutBackward(const float* dy, const uint8_t* mask, float* dx, int64_t n,
+                       float rate) override {
+    kc::DropoutBackward(dy, mask, dx, n, rate, stream_);
+  }
+
+  // ---- losses ----
+  double SoftmaxCrossEntropy(const float* logits, const int32_t* labels, int64_t rows,
+                             int64_t classes, float grad_scale, float* dlogits) override {
+    Scratch ws(*allocator_, kc::SoftmaxCrossEntropyWorkspaceBytes(rows));
+    kc::SoftmaxCrossEntropy(logits, labels, rows, classes, grad_scale, dlogits, DeviceDouble(),
+                            nullptr, ws.get(), stream_);
+    return ReadDouble();
+  }
+  int64_t CountCorrect(const float* logits, const int32_t* labels, int64_t rows,
+                       int64_t classes) override {
+    Scratch ws(*allocator_, kc::SoftmaxCrossEntropyWorkspaceBytes(rows));
+    kc::SoftmaxCrossEntropy(logits, labels, rows, classes, 0.0f, nullptr, DeviceDouble(),
+                            DeviceInt64(), ws.get(), stream_);
+    Fetch();
+    return static_cast<const int64_t*>(host_scalars_)[1];
+  }
+  double MeanSquaredError(const float* pred, const float* target, int64_t n, int64_t row_len,
+                          float grad_scale, float* dpred) override {
+    Scratch ws(*allocator_, kc::RegressionLossWorkspaceBytes(n, row_len));
+    kc::MeanSquaredError(pred, target, n, row_len, grad_scale, dpred, DeviceDouble(), ws.get(),
+                         stream_);
+    return ReadDouble();
+  }
+  double BinaryCrossEntropyWithLogits(const float* logits, const float* target, int64_t n,
+                                      int64_t row_len, float grad_scale, float* dlogits) override {
+    Scratch ws(*allocator_, kc::RegressionLossWorkspaceBytes(n, row_len));
+    kc::BinaryCrossEntropyWithLogits(logits, target, n, row_len, grad_scale, dlogits,
+                                     DeviceDouble(), ws.get(), stream_);
+    return ReadDouble();
+  }
+
+  // ---- sequence models ----
+  void Axpy(float a, const float* x, float* y, int64_t n) override { kc::Axpy(a, x, y, n, stream_); }
+  void EmbeddingForward(const float* ids, int64_t n, const float* table, int64_t vocab, int64_t dim,
+                        float* y) override {
+    kc::EmbeddingForward(ids, n, table, vocab, dim, y, stream_);
+  }
+  void EmbeddingBackward(const float* ids, int64_t n, const float* dy, int64_t vocab, int64_t dim,
+                         float beta, float* dtable) override {
+    kc::EmbeddingBackward(ids, n, dy, vocab, dim, beta, dtable, stream_);
+  }
+  void LayerNormForward(const float* x, const float* gamma, const float* beta, int64_t rows,
+                        int64_t cols, float eps, float* y, float* mean, float* rstd) override {
+    kc::LayerNormForward(x, gamma, beta, rows, cols, eps, y, mean, rstd, stream_);
+  }
+  void LayerNormBackward(const float* x, const float* gamma, const float* mean, const float* rstd,
+                         const float* dy, int64_t rows, int64_t cols, float grad_beta, float* dx,
+                         float* dgamma, float* dbeta) override {
+    Scratch ws(*allocator_, kc::LayerNormBackwardWorkspaceBytes(rows, cols));
+    kc::LayerNormBackward(x, gamma, mean, rstd, dy, rows, cols, grad_beta, dx, dgamma, dbeta,
+                          ws.get(), stream_);
+  }
+  void LstmCellForward(const RecurrentStep& s, float* gates, const float* c_prev, float* c,
+                       float* h, float forget_bias) override {
+    kc::LstmCellForward(s, gates, c_prev, c, h, forget_bias, stream_);
+  }
+  void LstmCellBackward(const RecurrentStep& s, const float* gates, const float* c_prev,
+                        const float* c, const float* dy, int64_t dy_stride, const float* dh_carry,
+                        float* dc, float* dgates) override {
+    kc::LstmCellBackward(s, gates, c_prev, c, dy, dy_stride, dh_carry, dc, dgates, stream_);
+  }
+  void GruCellForward(const RecurrentStep& s, float* gates, float* rec, const float* rec_bias,
+                      const float* h_prev, float* h) override {
+    kc::GruCellForward(s, gates, rec, rec_bias, h_prev, h, stream_);
+  }
+  void GruCellBackward(const RecurrentStep& s, const float* gates, const float* rec,
+                       const float* h_prev, const float* dy, int64_t dy_stride,
+                       const float* dh_carry, float* dh_prev, float* dgates, float* drec) override {
+    kc::GruCellBackward(s, gates, rec, h_prev, dy, dy_stride, dh_carry, dh_prev, dgates, drec,
+                        stream_);
+  }
+  size_t CausalAttentionWorkspaceBytes(const AttentionShape& s) override {
+    return kc::CausalAttentionWorkspaceBytes(s);
+  }
+  void CausalAttentionForward(const AttentionShape& s, const float* qkv, float* probs,
+                              float* out) override {
+    kc::CausalAttentionForward(s, qkv, probs, out, stream_);
+  }
+  void CausalAttentionBackward(const AttentionShape& s, const float* qkv, const float* probs,
+                               const float* dout, float* dqkv, void* ws) override {
+    kc::CausalAttentionBackward(s, qkv, probs, dout, dqkv, ws, stream_);
+  }
+
+  // ---- optimisers ----
+  void SgdStep(const SgdHyper& h, float* p, const float* g, float* mom, int64_t n) override {
+    kc::SgdStep(h, p, g, mom, n, stream_);
+  }
+  void AdamStep(const AdamHyper& h, float* p, const float* g, float* m, float* v,
+                int64_t n) override {
+    kc::AdamStep(h, p, g, m, v, n, stream_);
+  }
+
+ private:
+  // Device scalars: [0] a double (loss or sum), [1] an int64 (correct count).
+  static constexpr size_t kScalarBytes = 2 * sizeof(double);
+  double* DeviceDouble() { return static_cast<double*>(device_scalars_); }
+  int64_t* DeviceInt64() { return static_cast<int64_t*>(device_scalars_) + 1; }
+  void Fetch() {
+    LS_CUDA_CHECK(cudaMemcpyAsync(host_scalars_, device_scalars_, kScalarBytes,
+                                  cudaMemcpyDeviceToHost, stream_));
+    Synchronize();
+  }
+  double ReadDouble() {
+    Fetch();
+    return static_cast<const double*>(host_scalars_)[0];
+  }
+
+  CudaBackendOptions options_;
+  cudaStream_t stream_ = nullptr;
+  std::optional<kc::CublasLt> lt_;
+  std::optional<kc::CachingAllocator> allocator_;
+#if LOCKSTEP_HAVE_CUDNN
+  std::optional<kc::CudnnConvolution> cudnn_;
+#endif
+  void* host_scalars_ = nullptr;    // pinned, kScalarBytes
+  void* device_scalars_ = nullptr;  // kScalarBytes
+};
+
+}  // namespace
+
+bool CudaBackendAvailable(std::string* why_not) {
+  std::string reason;
+  if (kernels::cuda::UsableDeviceCount(&reason) > 0) return true;
+  if (why_not != nullptr) *why_not = reason;
+  return false;
+}
+
+Result<std::unique_ptr<Backend>> CreateCudaBackend(const CudaBackendOptions& options) {
+  std::string reason;
+  const int devices = kernels::cuda::UsableDeviceCount(&reason);
+  if (devices == 0) return UnavailableError("no usable CUDA device: " + reason);
+  if (options.device < 0 || options.device >= devices) {
+    return InvalidArgumentError("CUDA device " + std::to_string(options.device) + " asked for, but " +
+                                std::to_string(devices) + " device(s) are visible");
+  }
+  return std::unique_ptr<Backend>(std::make_unique<CudaBackend>(options));
+}
+
+}  // namespace lockstep

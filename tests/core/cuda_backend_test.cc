@@ -1,0 +1,510 @@
+// The backend op suite on CUDA: every op of backend.h runs on the CUDA backend and
+// on the CPU backend from the same host data, and the outputs must agree within
+// per-op tolerances (tight for exact elementwise ops, looser where summation order
+// or transcendental functions differ). Then the whole-model check: 50 CNN training
+// steps on CUDA against the CPU. Without a usable device every test skips and says
+// why; with LOCKSTEP_REQUIRE_CUDA=1 a skip is a failure.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "runtime/core/backend.h"
+#include "runtime/core/cuda_backend.h"
+#include "runtime/core/loss.h"
+#include "runtime/core/model.h"
+#include "runtime/core/optimizer.h"
+#include "runtime/core/recipe.h"
+#include "tests/kernels/kernels_test_util.h"
+
+namespace lockstep {
+namespace {
+
+using kernels::testing::TestRng;
+
+bool CudaRequired() {
+  const char* v = std::getenv("LOCKSTEP_REQUIRE_CUDA");
+  return v != nullptr && std::string(v) == "1";
+}
+
+// The buffers of one op call on one backend: inputs copied from host vectors,
+// outputs poisoned with NaN bytes, all freed at the end.
+class Args {
+ public:
+  explicit Args(Backend& be) : be_(be) {}
+  ~Args() {
+    for (auto& [p, bytes] : sizes_) be_.Free(p);
+  }
+  template <typename T>
+  T* In(const std::vector<T>& host) {
+    T* p = Alloc<T>(static_cast<int64_t>(host.size()));
+    be_.CopyFromHost(p, host.data(), host.size() * sizeof(T));
+    return p;
+  }
+  template <typename T>
+  T* Out(int64_t n) {
+    T* p = Alloc<T>(n);
+    std::vector<unsigned char> poison(static_cast<size_t>(n) * sizeof(T), 0xFF);
+    be_.CopyFromHost(p, poison.data(), poison.size());
+    return p;
+  }
+  // The whole buffer at p, as floats (int and byte outputs convert exactly).
+  template <typename T>
+  std::vector<float> Read(const T* p) {
+    const size_t bytes = sizes_.at(const_cast<T*>(p));
+    std::vector<T> host(bytes / sizeof(T));
+    be_.CopyToHost(host.data(), p, bytes);
+    return std::vector<float>(host.begin(), host.end());
+  }
+
+ private:
+  template <typename T>
+  T* Alloc(int64_t n) {
+    const size_t bytes = static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(T);
+    void* p = be_.Allocate(bytes);
+    sizes_[p] = bytes;
+    return static_cast<T*>(p);
+  }
+  Backend& be_;
+  std::map<void*, size_t> sizes_;
+};
+
+struct Outputs {
+  std::map<std::string, std::vector<float>> arrays;
+  std::map<std::string, double> scalars;
+};
+using Op = std::function<void(Backend&, Args&, Outputs&)>;
+
+class CudaBackendTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    Result<std::unique_ptr<Backend>> gpu = CreateCudaBackend(options_);
+    if (!gpu.ok()) {
+      if (CudaRequired()) FAIL() << "LOCKSTEP_REQUIRE_CUDA=1: " << gpu.status().message();
+      GTEST_SKIP() << "no CUDA backend: " << gpu.status().message();
+    }
+    gpu_ = std::move(gpu).value();
+    cpu_ = CreateCpuBackend();
+  }
+
+  // Runs op on both backends and compares every output: |gpu - cpu| <= abs_tol +
+  // rel_tol * |cpu|, NaN only where both are NaN.
+  void ExpectSame(const Op& op, double abs_tol, double rel_tol) {
+    Outputs want, got;
+    {
+      Args a(*cpu_);
+      op(*cpu_, a, want);
+    }
+    {
+      Args a(*gpu_);
+      op(*gpu_, a, got);
+    }
+    ASSERT_EQ(want.arrays.size(), got.arrays.size());
+    for (const auto& [name, w] : want.arrays) {
+      const std::vector<float>& g = got.arrays.at(name);
+      ASSERT_EQ(g.size(), w.size()) << name;
+      int64_t bad = 0;
+      for (size_t i = 0; i < w.size(); ++i) {
+        const bool ok = (std::isnan(w[i]) && std::isnan(g[i])) ||
+                        std::fabs(double{g[i]} - w[i]) <= abs_tol + rel_tol * std::fabs(w[i]);
+        if (!ok && ++bad <= 5) {
+          ADD_FAILURE() << name << "[" << i << "]: cuda " << g[i] << " vs cpu " << w[i];
+        }
+      }
+      EXPECT_EQ(bad, 0) << name << ": " << bad << " of " << w.size() << " elements differ";
+    }
+    for (const auto& [name, w] : want.scalars) {
+      EXPECT_NEAR(got.scalars.at(name), w, abs_tol + rel_tol * std::fabs(w)) << name;
+    }
+  }
+
+  CudaBackendOptions options_;
+  std::unique_ptr<Backend> gpu_, cpu_;
+};
+
+TEST_F(CudaBackendTest, MemoryOpsRoundTrip) {
+  TestRng rng(1);
+  const std::vector<float> x = rng.Vector(1000);
+  ExpectSame([&](Backend& be, Args& a, Outputs& o) {
+    float* src = a.In(x);
+    float* dst = a.Out<float>(1000);
+    be.CopyBytes(dst, src, 600 * sizeof(float));
+    be.ZeroBytes(dst + 600, 400 * sizeof(float));
+    o.arrays["dst"] = a.Read(dst);
+  }, 0, 0);
+}
+
+TEST_F(CudaBackendTest, GemmAllTransposesAndBeta) {
+  TestRng rng(2);
+  for (bool ta : {false, true}) {
+    for (bool tb : {false, true}) {
+      for (float beta : {0.0f, 1.0f}) {
+        SCOPED_TRACE(::testing::Message() << "ta=" << ta << " tb=" << tb << " beta=" << beta);
+        const int64_t m = 37, n = 29, k = 131, lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 1, ldc = n + 2;
+        const std::vector<float> A = rng.Vector((ta ? k : m) * lda), B = rng.Vector((tb ? n : k) * ldb),
+                                 C = rng.Vector(m * ldc);
+        ExpectSame([&](Backend& be, Args& a, Outputs& o) {
+          float* c = a.In(C);
+          be.Gemm(ta, tb, m, n, k, 0.5f, a.In(A), lda, a.In(B), ldb, beta, c, ldc);
+          o.arrays["c"] = a.Read(c);
+        }, 1e-5, 1e-5);
+      }
+    }
+  }
+}
+
+TEST_F(CudaBackendTest, BiasAndActivations) {
+  TestRng rng(3);
+  const int64_t rows = 33, cols = 70;
+  const std::vector<float> x = rng.Vector(rows * cols, -3, 3), bias = rng.Vector(cols), dy = rng.Vector(rows * cols),
+                           db0 = rng.Vector(cols);
+  for (Activation act : {Activation::kIdentity, Activation::kRelu, Activation::kTanh, Activation::kSigmoid}) {
+    SCOPED_TRACE(static_cast<int>(act));
+    ExpectSame([&](Backend& be, Args& a, Outputs& o) {
+      float* y = a.In(x);
+      be.BiasActivation(y, a.In(bias), rows, cols, act);
+      o.arrays["bias_act"] = a.Read(y);
+      float* y2 = a.Out<float>(rows * cols);
+      be.ActivationForward(act, a.In(x), y2, rows * cols);
+      o.arrays["act"] = a.Read(y2);
+      float* dx = a.Out<float>(rows * cols);
+      be.ActivationBackward(act, a.In(x), y2, a.In(dy), dx, rows * cols);
+      o.arrays["act_grad"] = a.Read(dx);
+    }, 1e-6, 1e-5);
+  }
+  for (float beta : {0.0f, 1.0f}) {
+    ExpectSame([&](Backend& be, Args& a, Outputs& o) {
+      float* y = a.In(x);
+      be.BiasAdd(y, a.In(bias), rows, cols);
+      o.arrays["bias_add"] = a.Read(y);
+      float* db = a.In(db0);
+      be.BiasBackward(a.In(dy), rows, cols, beta, db);
+      o.arrays["bias_grad"] = a.Read(db);
+      float* s = a.In(x);
+      be.Scale(s, rows * cols, -0.25f);
+      o.arrays["scale"] = a.Read(s);
+      float* ax = a.In(dy);
+      be.Axpy(0.75f, a.In(x), ax, rows * cols);
+      o.arrays["axpy"] = a.Read(ax);
+      o.scalars["sum_sq"] = be.SumOfSquares(a.In(x), rows * cols);
+    }, 1e-5, 1e-5);
+  }
+}
+
+class CudaBackendConvTest : public CudaBackendTest,
+                            public ::testing::WithParamInterface<CudaBackendOptions::ConvPath> {
+ protected:
+  void SetUp() override {
+    options_.conv = GetParam();
+    CudaBackendTest::SetUp();
+  }
+};
+
+TEST_P(CudaBackendConvTest, ConvolutionAndPoolingMatchTheCpu) {
+  TestRng rng(4);
+  std::vector<Conv2dShape> shapes;
+  auto add = [&](int64_t n, int64_t h, int64_t w, int64_t c, int64_t oc, int64_t kh, int64_t kw, int64_t st,
+                 int64_t pad) {
+    Conv2dShape s;
+    s.batch = n; s.in_h = h; s.in_w = w; s.in_c = c; s.out_c = oc; s.kernel_h = kh; s.kernel_w = kw;
+    s.stride_h = s.stride_w = st; s.pad_h = s.pad_w = pad;
+    shapes.push_back(s);
+  };
+  add(3, 28, 28, 1, 32, 3, 3, 1, 1);   // the CNN's first layer
+  add(2, 14, 14, 32, 64, 3, 3, 1, 1);  // and its second
+  add(2, 9, 7, 3, 5, 3, 2, 2, 1);      // anisotropic, strided
+  add(4, 6, 6, 8, 16, 1, 1, 1, 0);     // 1x1
+  for (const Conv2dShape& s : shapes) {
+    SCOPED_TRACE(::testing::Message() << "conv N=" << s.batch << " " << s.in_h << "x" << s.in_w << "x" << s.in_c
+                                      << " -> " << s.out_c << " k" << s.kernel_h << "x" << s.kernel_w);
+    const int64_t xn = s.batch * s.in_h * s.in_w * s.in_c, yn = s.batch * s.out_h() * s.out_w() * s.out_c,
+                  wn = s.kernel_h * s.kernel_w * s.in_c * s.out_c;
+    const std::vector<float> x = rng.Vector(xn), w = rng.Vector(wn), dy = rng.Vector(yn), dw0 = rng.Vector(wn);
+    for (float beta : {0.0f, 1.0f}) {
+      ExpectSame([&](Backend& be, Args& a, Outputs& o) {
+        float* ws = a.Out<float>(static_cast<int64_t>(be.Conv2dWorkspaceBytes(s) / sizeof(float)) + 1);
+        float* y = a.Out<float>(yn);
+        be.Conv2dForward(s, a.In(x), a.In(w), y, ws);
+        o.arrays["y"] = a.Read(y);
+        float* dx = a.Out<float>(xn);
+        be.Conv2dBackwardData(s, a.In(dy), a.In(w), dx, ws);
+        o.arrays["dx"] = a.Read(dx);
+        float* dw = a.In(dw0);
+        be.Conv2dBackwardFilter(s, a.In(x), a.In(dy), beta, dw, ws);
+        o.arrays["dw"] = a.Read(dw);
+      }, 1e-4, 1e-4);
+    }
+  }
+  Pool2dShape p;
+  p.batch = 3; p.in_h = 13; p.in_w = 11; p.channels = 7; p.window_h = p.window_w = 3;
+  p.stride_h = p.stride_w = 2; p.pad_h = p.pad_w = 1;
+  const int64_t pin = 3 * 13 * 11 * 7, pout = 3 * p.out_h() * p.out_w() * 7;
+  const std::vector<float> px = rng.Vector(pin), pdy = rng.Vector(pout);
+  ExpectSame([&](Backend& be, Args& a, Outputs& o) {
+    float* y = a.Out<float>(pout);
+    int32_t* arg = a.Out<int32_t>(pout);
+    be.MaxPool2dForward(p, a.In(px), y, arg);
+    float* dx = a.Out<float>(pin);
+    be.MaxPool2dBackward(p, a.In(pdy), arg, dx);
+    o.arrays["y"] = a.Read(y);
+    o.arrays["argmax"] = a.Read(arg);
+    o.arrays["dx"] = a.Read(dx);
+  }, 0, 0);
+}
+
+std::vector<CudaBackendOptions::ConvPath> ConvPaths() {
+  std::vector<CudaBackendOptions::ConvPath> paths = {CudaBackendOptions::ConvPath::kIm2col};
+#if LOCKSTEP_HAVE_CUDNN
+  paths.push_back(CudaBackendOptions::ConvPath::kCudnn);
+#endif
+  return paths;
+}
+INSTANTIATE_TEST_SUITE_P(Paths, CudaBackendConvTest, ::testing::ValuesIn(ConvPaths()),
+                         [](const auto& info) {
+                           return info.param == CudaBackendOptions::ConvPath::kIm2col ? std::string("im2col")
+                                                                                       : std::string("cudnn");
+                         });
+
+TEST_F(CudaBackendTest, DropoutMaskIsTheCpusBitForBit) {
+  TestRng rng(5);
+  const int64_t rows = 17, row_len = 203;
+  const std::vector<float> x = rng.Vector(rows * row_len), dy = rng.Vector(rows * row_len);
+  ExpectSame([&](Backend& be, Args& a, Outputs& o) {
+    DropoutKey key{1234, 3, 77};
+    float* y = a.Out<float>(rows * row_len);
+    uint8_t* mask = a.Out<uint8_t>(rows * row_len);
+    be.DropoutForward(key, a.In(x), y, mask, rows, row_len, 1000, 0.3f);
+    float* dx = a.Out<float>(rows * row_len);
+    be.DropoutBackward(a.In(dy), mask, dx, rows * row_len, 0.3f);
+    o.arrays["y"] = a.Read(y);
+    o.arrays["mask"] = a.Read(mask);
+    o.arrays["dx"] = a.Read(dx);
+  }, 0, 0);
+}
+
+TEST_F(CudaBackendTest, LossesMatchTheCpu) {
+  TestRng rng(6);
+  const int64_t rows = 65, classes = 10, row_len = 17;
+  const std::vector<float> logits = rng.Vector(rows * classes, -6, 6), pred = rng.Vector(rows * row_len, -80, 80),
+                           target = rng.Vector(rows * row_len, 0, 1);
+  std::vector<int32_t> labels(static_cast<size_t>(rows));
+  for (auto& l : labels) l = static_cast<int32_t>(rng.Next() % classes);
+  ExpectSame([&](Backend& be, Args& a, Outputs& o) {
+    float* d = a.Out<float>(rows * classes);
+    o.scalars["softmax_ce"] = be.SoftmaxCrossEntropy(a.In(logits), a.In(labels), rows, classes, 0.5f, d);
+    o.arrays["softmax_ce_grad"] = a.Read(d);
+    o.scalars["correct"] = static_cast<double>(be.CountCorrect(a.In(logits), a.In(labels), rows, classes));
+    float* dm = a.Out<float>(rows * row_len);
+    o.scalars["mse"] = be.MeanSquaredError(a.In(pred), a.In(target), rows * row_len, row_len, 0.5f, dm);
+    o.arrays["mse_grad"] = a.Read(dm);
+    float* db = a.Out<float>(rows * row_len);
+    o.scalars["bce"] = be.BinaryCrossEntropyWithLogits(a.In(pred), a.In(target), rows * row_len, row_len, 0.5f, db);
+    o.arrays["bce_grad"] = a.Read(db);
+  }, 1e-6, 1e-5);
+}
+
+TEST_F(CudaBackendTest, SequenceOpsMatchTheCpu) {
+  TestRng rng(7);
+  const int64_t n = 45, vocab = 23, dim = 19, rows = 21, cols = 48;
+  std::vector<float> ids(static_cast<size_t>(n));
+  for (auto& id : ids) id = static_cast<float>(rng.Next() % vocab);
+  const std::vector<float> table = rng.Vector(vocab * dim), dy = rng.Vector(n * dim), dt0 = rng.Vector(vocab * dim);
+  const std::vector<float> x = rng.Vector(rows * cols, -2, 2), gamma = rng.Vector(cols), beta = rng.Vector(cols),
+                           ldy = rng.Vector(rows * cols), dg0 = rng.Vector(cols), dbt0 = rng.Vector(cols);
+  for (float grad_beta : {0.0f, 1.0f}) {
+    ExpectSame([&](Backend& be, Args& a, Outputs& o) {
+      float* y = a.Out<float>(n * dim);
+      be.EmbeddingForward(a.In(ids), n, a.In(table), vocab, dim, y);
+      o.arrays["embed"] = a.Read(y);
+      float* dt = a.In(dt0);
+      be.EmbeddingBackward(a.In(ids), n, a.In(dy), vocab, dim, grad_beta, dt);
+      o.arrays["embed_grad"] = a.Read(dt);
+      float *ly = a.Out<float>(rows * cols), *mean = a.Out<float>(rows), *rstd = a.Out<float>(rows);
+      const float* lx = a.In(x);
+      const float* g = a.In(gamma);
+      be.LayerNormForward(lx, g, a.In(beta), rows, cols, 1e-5f, ly, mean, rstd);
+      o.arrays["ln_y"] = a.Read(ly);
+      o.arrays["ln_mean"] = a.Read(mean);
+      o.arrays["ln_rstd"] = a.Read(rstd);
+      float *dx = a.Out<float>(rows * cols), *dg = a.In(dg0), *dbt = a.In(dbt0);
+      be.LayerNormBackward(lx, g, mean, rstd, a.In(ldy), rows, cols, grad_beta, dx, dg, dbt);
+      o.arrays["ln_dx"] = a.Read(dx);
+      o.arrays["ln_dgamma"] = a.Read(dg);
+      o.arrays["ln_dbeta"] = a.Read(dbt);
+    }, 1e-5, 1e-4);
+  }
+}
+
+TEST_F(CudaBackendTest, RecurrentCellsMatchTheCpu) {
+  TestRng rng(8);
+  RecurrentStep s;
+  s.batch = 5; s.units = 37; s.gate_stride = 4 * 37 + 3; s.state_stride = 37 + 1;
+  const int64_t gates_n = s.batch * s.gate_stride, state_n = s.batch * s.state_stride;
+  const std::vector<float> gates = rng.Vector(gates_n, -2, 2), c_prev = rng.Vector(state_n), dy = rng.Vector(state_n),
+                           carry = rng.Vector(s.batch * s.units), dc0 = rng.Vector(s.batch * s.units);
+  ExpectSame([&](Backend& be, Args& a, Outputs& o) {
+    float* g = a.In(gates);
+    const float* cp = a.In(c_prev);
+    float *c = a.Out<float>(state_n), *h = a.Out<float>(state_n);
+    be.LstmCellForward(s, g, cp, c, h, 1.0f);
+    o.arrays["lstm_gates"] = a.Read(g);
+    o.arrays["lstm_h"] = a.Read(h);
+    float* dc = a.In(dc0);
+    float* dg = a.Out<float>(gates_n);
+    be.LstmCellBackward(s, g, cp, c, a.In(dy), s.state_stride, a.In(carry), dc, dg);
+    o.arrays["lstm_dc"] = a.Read(dc);
+  }, 1e-6, 1e-5);
+  RecurrentStep r;
+  r.batch = 4; r.units = 29; r.gate_stride = 3 * 29; r.state_stride = 29;
+  const std::vector<float> ggates = rng.Vector(r.batch * 87, -2, 2), rec = rng.Vector(r.batch * 87),
+                           rec_bias = rng.Vector(87), h_prev = rng.Vector(r.batch * 29), gdy = rng.Vector(r.batch * 29);
+  ExpectSame([&](Backend& be, Args& a, Outputs& o) {
+    float *g = a.In(ggates), *rc = a.In(rec), *h = a.Out<float>(r.batch * 29);
+    const float* hp = a.In(h_prev);
+    be.GruCellForward(r, g, rc, a.In(rec_bias), hp, h);
+    o.arrays["gru_h"] = a.Read(h);
+    o.arrays["gru_gates"] = a.Read(g);
+    float *dhp = a.Out<float>(r.batch * 29), *dg = a.Out<float>(r.batch * 87), *drec = a.Out<float>(r.batch * 87);
+    be.GruCellBackward(r, g, rc, hp, a.In(gdy), 29, nullptr, dhp, dg, drec);
+    o.arrays["gru_dh_prev"] = a.Read(dhp);
+    o.arrays["gru_dgates"] = a.Read(dg);
+    o.arrays["gru_drec"] = a.Read(drec);
+  }, 1e-6, 1e-5);
+}
+
+TEST_F(CudaBackendTest, CausalAttentionMatchesTheCpu) {
+  TestRng rng(9);
+  AttentionShape s;
+  s.batch = 2; s.seq = 33; s.heads = 3; s.head_dim = 16;
+  const int64_t qkv_n = s.batch * s.seq * 3 * s.dim(), out_n = s.batch * s.seq * s.dim(),
+                probs_n = s.batch * s.heads * s.seq * s.seq;
+  const std::vector<float> qkv = rng.Vector(qkv_n), dout = rng.Vector(out_n);
+  ExpectSame([&](Backend& be, Args& a, Outputs& o) {
+    const float* q = a.In(qkv);
+    float *probs = a.Out<float>(probs_n), *out = a.Out<float>(out_n), *dqkv = a.Out<float>(qkv_n);
+    float* ws = a.Out<float>(static_cast<int64_t>(be.CausalAttentionWorkspaceBytes(s) / sizeof(float)) + 1);
+    be.CausalAttentionForward(s, q, probs, out);
+    be.CausalAttentionBackward(s, q, probs, a.In(dout), dqkv, ws);
+    o.arrays["probs"] = a.Read(probs);
+    o.arrays["out"] = a.Read(out);
+    o.arrays["dqkv"] = a.Read(dqkv);
+  }, 1e-5, 1e-4);
+}
+
+TEST_F(CudaBackendTest, OptimisersMatchTheCpu) {
+  TestRng rng(10);
+  const int64_t n = 1001;
+  const std::vector<float> p0 = rng.Vector(n), g = rng.Vector(n), m0 = rng.Vector(n, -0.1f, 0.1f),
+                           v0 = rng.Vector(n, 0, 0.01f);
+  ExpectSame([&](Backend& be, Args& a, Outputs& o) {
+    SgdHyper sh;
+    sh.lr = 0.1f; sh.momentum = 0.9f; sh.nesterov = true; sh.weight_decay = 1e-3f;
+    float *p = a.In(p0), *mom = a.In(m0);
+    be.SgdStep(sh, p, a.In(g), mom, n);
+    o.arrays["sgd_p"] = a.Read(p);
+    o.arrays["sgd_m"] = a.Read(mom);
+    AdamHyper ah;
+    ah.step = 7; ah.weight_decay = 0.01f; ah.decoupled = true;
+    float *q = a.In(p0), *m = a.In(m0), *v = a.In(v0);
+    be.AdamStep(ah, q, a.In(g), m, v, n);
+    o.arrays["adam_p"] = a.Read(q);
+    o.arrays["adam_m"] = a.Read(m);
+    o.arrays["adam_v"] = a.Read(v);
+  }, 1e-7, 1e-6);
+}
+
+// ---- whole model: 50 CNN steps on CUDA against the CPU ----
+
+constexpr const char* kCnnRecipe = R"pb(
+  name: "cnn-cuda-check"
+  model {
+    input_shape: [28, 28, 1]
+    layers { conv2d { filters: 8 kernel_size: 3 activation: RELU } }
+    layers { maxpool2d { pool_size: 2 } }
+    layers { conv2d { filters: 16 kernel_size: 3 activation: RELU } }
+    layers { maxpool2d { pool_size: 2 } }
+    layers { flatten {} }
+    layers { dense { units: 32 activation: RELU } }
+    layers { dense { units: 10 activation: SOFTMAX } }
+  }
+  data { dataset: "fashion_mnist" }
+  loss: SPARSE_CATEGORICAL_CROSSENTROPY
+  optimizer { kind: ADAM learning_rate: 0.001 }
+  training { global_batch_size: 32 epochs: 1 seed: 3 }
+)pb";
+
+// Trains `steps` steps on `be` from seed-initialised parameters on fixed synthetic
+// batches; returns the final parameters and the per-step losses.
+void TrainCnn(Backend& be, int steps, std::vector<float>* params, std::vector<double>* losses) {
+  Result<LoadedRecipe> recipe = ParseRecipe(kCnnRecipe, "cnn-cuda-check");
+  ASSERT_TRUE(recipe.ok()) << recipe.status().message();
+  Result<std::unique_ptr<Model>> built = BuildModel(*recipe, &be, {28, 28, 1});
+  ASSERT_TRUE(built.ok()) << built.status().message();
+  Model& model = **built;
+  model.InitializeParameters(3);
+  Result<std::unique_ptr<Optimizer>> opt = Optimizer::Create(&be, OptimizerConfig{}, 0, model.param_count());
+  ASSERT_TRUE(opt.ok()) << opt.status().message();
+  const int64_t batch = 32;
+  Tensor x = Tensor::Empty(be, {batch, 28, 28, 1}, DType::kFloat32);
+  Tensor labels = Tensor::Empty(be, {batch}, DType::kInt32);
+  Tensor dout = Tensor::Empty(be, {batch, 10}, DType::kFloat32);
+  TestRng rng(11);
+  for (int step = 0; step < steps; ++step) {
+    // Each class is a different brightness ramp plus noise, so the loss can fall.
+    std::vector<float> hx(static_cast<size_t>(batch * 784));
+    std::vector<int32_t> hl(static_cast<size_t>(batch));
+    for (int64_t b = 0; b < batch; ++b) {
+      hl[static_cast<size_t>(b)] = static_cast<int32_t>(rng.Next() % 10);
+      for (int64_t i = 0; i < 784; ++i) {
+        hx[static_cast<size_t>(b * 784 + i)] =
+            0.1f * hl[static_cast<size_t>(b)] * static_cast<float>(i % 28) / 28.0f + rng.Uniform(0, 0.2f);
+      }
+    }
+    be.CopyFromHost(x.raw(), hx.data(), hx.size() * sizeof(float));
+    be.CopyFromHost(labels.raw(), hl.data(), hl.size() * sizeof(int32_t));
+    StepContext ctx;
+    ctx.backend = &be;
+    ctx.training = true;
+    ctx.seed = 3;
+    ctx.step = static_cast<uint64_t>(step);
+    Tensor out = model.Forward(ctx, x);
+    LossValue loss = ComputeLoss(be, LossKind::kSoftmaxCrossEntropy, out, labels, 1.0f / batch, &dout);
+    losses->push_back(loss.sum / batch);
+    model.Backward(ctx, dout);
+    (*opt)->Step(0.001f, model.params().data<float>(), model.grads().data<float>());
+  }
+  params->resize(static_cast<size_t>(model.param_count()));
+  be.CopyToHost(params->data(), model.params().raw(), params->size() * sizeof(float));
+}
+
+TEST_F(CudaBackendTest, FiftyCnnStepsMatchTheCpu) {
+  std::vector<float> cpu_params, gpu_params;
+  std::vector<double> cpu_losses, gpu_losses;
+  TrainCnn(*cpu_, 50, &cpu_params, &cpu_losses);
+  TrainCnn(*gpu_, 50, &gpu_params, &gpu_losses);
+  ASSERT_EQ(cpu_params.size(), gpu_params.size());
+  ASSERT_EQ(cpu_losses.size(), 50u);
+  EXPECT_LT(cpu_losses.back(), cpu_losses.front()) << "the reference run must learn";
+  double worst = 0;
+  for (size_t i = 0; i < cpu_params.size(); ++i) {
+    worst = std::max(worst, std::fabs(double{gpu_params[i]} - cpu_params[i]) / std::max(1.0, std::fabs(double{cpu_params[i]})));
+  }
+  RecordProperty("max_param_rel_diff", std::to_string(worst));
+  // Adam normalises each update, so summation-order differences of ~1e-7 in the
+  // gradients stay ~1e-7 * steps in the parameters; 1e-4 leaves a wide margin
+  // while a wrong op (off-by-one, transposed filter) moves parameters by >1e-3.
+  EXPECT_LT(worst, 1e-4);
+  for (size_t i = 0; i < cpu_losses.size(); ++i) EXPECT_NEAR(gpu_losses[i], cpu_losses[i], 1e-3) << "step " << i;
+  const BackendMemoryStats mem = gpu_->memory_stats();
+  EXPECT_GT(mem.peak_bytes_in_use, 0u);
+  EXPECT_GE(mem.peak_bytes_reserved, mem.peak_bytes_in_use);
+}
+
+}  // namespace
+}  // namespace lockstep
