@@ -116,6 +116,15 @@ Status Trainer::Resume() {
   return Status::Ok();
 }
 
+Status Trainer::ReadToBackend(const ckpt::CheckpointReader& reader, const std::string& buffer, int64_t begin,
+                              int64_t end, void* out) {
+  if (backend_->device().kind == DeviceKind::kCpu) return reader.Read(buffer, begin, end, out);
+  std::vector<float> host(static_cast<size_t>(end - begin));
+  LS_RETURN_IF_ERROR(reader.Read(buffer, begin, end, host.data()));
+  backend_->CopyFromHost(out, host.data(), host.size() * sizeof(float));
+  return Status::Ok();
+}
+
 Status Trainer::LoadCheckpoint(const std::string& dir) {
   LS_ASSIGN_OR_RETURN(std::unique_ptr<ckpt::CheckpointReader> reader,
                       ckpt::CheckpointReader::Open(dir, checkpoint_fs_.get()));
@@ -131,7 +140,7 @@ Status Trainer::LoadCheckpoint(const std::string& dir) {
   for (ModelPart& part : parts_) {
     Model& model = *part.model;
     Optimizer& optimizer = *part.optimizer;
-    LS_RETURN_IF_ERROR(reader->Read(part.Key("params"), 0, model.param_count(), model.params().raw()));
+    LS_RETURN_IF_ERROR(ReadToBackend(*reader, part.Key("params"), 0, model.param_count(), model.params().raw()));
     for (OptimizerStateBuffer& b : optimizer.state()) {
       const std::string name = part.Key(b.name);
       if (reader->FindBuffer(name) == nullptr) {
@@ -139,7 +148,7 @@ Status Trainer::LoadCheckpoint(const std::string& dir) {
                                saved.optimizer_kind + ", the recipe uses " + OptimizerName(optimizer.config().kind) +
                                ")");
       }
-      LS_RETURN_IF_ERROR(reader->Read(name, optimizer.begin(), optimizer.end(), b.tensor.raw()));
+      LS_RETURN_IF_ERROR(ReadToBackend(*reader, name, optimizer.begin(), optimizer.end(), b.tensor.raw()));
     }
     auto steps = saved.schedule_state.find(part.Key("optimizer_steps"));
     optimizer.set_steps_taken(steps == saved.schedule_state.end() ? saved.step
@@ -204,13 +213,24 @@ ckpt::CheckpointMeta Trainer::CheckpointMetaNow() const {
 std::vector<ckpt::ShardSlice> Trainer::CheckpointSlices() const {
   // Every rank writes its 1/world range of each buffer -- the range it owns under
   // ZeRO-1, where its optimiser state covers exactly that range.
+  // On a GPU the ranges are copied to host buffers first (the service snapshots host memory).
+  const bool on_host = backend_->device().kind == DeviceKind::kCpu;
+  size_t staged = 0;
+  auto host_view = [&](const float* range, int64_t n) -> const float* {
+    if (on_host) return range;
+    if (checkpoint_host_.size() <= staged) checkpoint_host_.emplace_back();
+    std::vector<float>& host = checkpoint_host_[staged++];
+    host.resize(static_cast<size_t>(n));
+    backend_->CopyToHost(host.data(), range, host.size() * sizeof(float));
+    return host.data();
+  };
   std::vector<ckpt::ShardSlice> slices;
   for (const ModelPart& part : parts_) {
     const auto [begin, end] = part.RankRange(rank_);
-    slices.push_back({part.Key("params"), begin, end, part.model->params().data<float>() + begin});
+    slices.push_back({part.Key("params"), begin, end, host_view(part.model->params().data<float>() + begin, end - begin)});
     for (const OptimizerStateBuffer& b : part.optimizer->state()) {
       const float* base = b.tensor.data<float>() - part.optimizer->begin();  // element 0 of the arena
-      slices.push_back({part.Key(b.name), begin, end, base + begin});
+      slices.push_back({part.Key(b.name), begin, end, host_view(base + begin, end - begin)});
     }
   }
   return slices;

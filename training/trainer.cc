@@ -18,6 +18,8 @@
 #include "runtime/comm/mpi_communicator.h"
 #include "common/sysinfo.h"
 #include "kernels/cpu/gemm.h"
+#include "runtime/core/cuda_backend.h"
+#include "runtime/core/host_staged_communicator.h"
 #include "runtime/core/sequence_loss.h"
 #include "training/gan_state.h"
 #include "training/preemption.h"
@@ -26,6 +28,18 @@
 
 namespace lockstep {
 namespace {
+
+// The recipe's training.device: the CPU backend, or the CUDA backend on this rank's
+// GPU (local rank modulo the visible devices).
+Result<std::unique_ptr<Backend>> CreateBackendFor(const config::Recipe& r, const comm::WorldInfo& world) {
+  if (r.training().device() == config::CPU) return CreateCpuBackend();
+  CudaBackendOptions options;
+  options.local_rank = world.local_rank;
+  options.deterministic = r.training().deterministic();
+  Result<std::unique_ptr<Backend>> cuda = CreateCudaBackend(options);
+  if (!cuda.ok()) return cuda.status().WithContext("training.device: CUDA");
+  return cuda;
+}
 
 Status MakeDirs(const std::string& path) {
   std::string partial;
@@ -75,7 +89,7 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainOptions& options) {
   LS_RETURN_IF_ERROR(agreed);
   // Every rank starts from rank 0's parameters, whatever its own initialisation did.
   for (ModelPart& part : t->parts_) {
-    Status sent = t->comm_->BroadcastSync(part.model->params().raw(), part.model->param_count(),
+    Status sent = t->DeviceComm().BroadcastSync(part.model->params().raw(), part.model->param_count(),
                                           comm::DataType::kFloat32, 0, {"initial parameters"});
     if (sent.code() == StatusCode::kDeadlineExceeded) t->AbortJob(sent);
     LS_RETURN_IF_ERROR(sent);
@@ -108,7 +122,11 @@ Status Trainer::SetUp() {
   if (threads == 0) threads = std::max(1, OnlineCores() / std::max(1, world_.local_size));
   kernels::cpu::SetBlasThreads(threads);
 
-  backend_ = CreateCpuBackend();
+  LS_ASSIGN_OR_RETURN(backend_, CreateBackendFor(r, world_));
+  if (backend_->device().kind != DeviceKind::kCpu) {
+    // MPI moves host memory: stage device buffers through host copies.
+    device_comm_ = std::make_unique<HostStagedCommunicator>(comm_.get(), backend_.get());
+  }
   LS_ASSIGN_OR_RETURN(data_, LoadTrainingData(recipe_, options_.dataset_dir_override));
 
   Shape input_shape(r.model().input_shape().begin(), r.model().input_shape().end());
@@ -228,7 +246,7 @@ Status Trainer::AddModelPart(const std::string& name, std::unique_ptr<Model> mod
   // overlapping it measured slower here (ENVIRONMENT.md); default to serial.
   ro.overlap = r.distributed().has_overlap() ? r.distributed().overlap() : false;
   ro.deadline = deadline_;
-  part.reducer = std::make_unique<GradientReducer>(comm_.get(), model->grads().data<float>(), n, ro);
+  part.reducer = std::make_unique<GradientReducer>(&DeviceComm(), model->grads().data<float>(), n, ro);
   part.model = std::move(model);
   parts_.push_back(std::move(part));
   return Status::Ok();
@@ -356,7 +374,7 @@ Status Trainer::ReduceAndUpdate(ModelPart& part) {
   // ZeRO-1: each rank receives the reduced gradients of its own partition (in place),
   // updates that partition, then every rank gathers everyone's parameters.
   const int64_t begin = optimizer.begin(), end = optimizer.end();
-  LS_RETURN_IF_ERROR(comm_->ReduceScatterSync(grads, grads + begin, part.partition, comm::DataType::kFloat32,
+  LS_RETURN_IF_ERROR(DeviceComm().ReduceScatterSync(grads, grads + begin, part.partition, comm::DataType::kFloat32,
                                               comm::ReduceOp::kSum, {"zero1 gradient reduce-scatter", global_step_}));
   if (clip > 0) {
     double sq = backend_->SumOfSquares(grads + begin, end - begin);
@@ -366,7 +384,7 @@ Status Trainer::ReduceAndUpdate(ModelPart& part) {
     if (norm > clip) backend_->Scale(grads + begin, end - begin, static_cast<float>(clip / norm));
   }
   optimizer.Step(LearningRate(part), params, grads);
-  return comm_->AllGatherVSync(params + begin, params, part.partition, comm::DataType::kFloat32,
+  return DeviceComm().AllGatherVSync(params + begin, params, part.partition, comm::DataType::kFloat32,
                                {"zero1 parameter all-gather", global_step_});
 }
 

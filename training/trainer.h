@@ -168,6 +168,9 @@ class Trainer {
   // --resume: picks the checkpoint (rank 0) and loads it on every rank.
   Status Resume();
   Status LoadCheckpoint(const std::string& dir);
+  // reader.Read into backend memory (through a host buffer when it is a GPU's).
+  Status ReadToBackend(const ckpt::CheckpointReader& reader, const std::string& buffer, int64_t begin,
+                       int64_t end, void* out);
   ckpt::CheckpointMeta CheckpointMetaNow() const;
   std::vector<ckpt::ShardSlice> CheckpointSlices() const;
   // Applies the recipe's triggers after a step.
@@ -191,6 +194,12 @@ class Trainer {
   LossKind loss_kind_ = LossKind::kSoftmaxCrossEntropy;
   comm::WorldInfo world_;
   std::unique_ptr<comm::Communicator> comm_;
+  // For collectives on backend memory (parameters, gradients): a host-staging
+  // wrapper of comm_ when the backend is a GPU, else null (comm_ itself serves).
+  std::unique_ptr<comm::Communicator> device_comm_;
+  comm::Communicator& DeviceComm() { return device_comm_ ? *device_comm_ : *comm_; }
+  // Host copies of device-resident checkpoint ranges (the service snapshots from them).
+  mutable std::vector<std::vector<float>> checkpoint_host_;
   int zero_stage_ = 0;
   std::chrono::milliseconds deadline_{300'000};
   int rank_ = 0;

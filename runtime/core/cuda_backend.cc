@@ -227,7 +227,8 @@ class CudaBackend final : public Backend {
   }
   void EmbeddingBackward(const float* ids, int64_t n, const float* dy, int64_t vocab, int64_t dim,
                          float beta, float* dtable) override {
-    kc::EmbeddingBackward(ids, n, dy, vocab, dim, beta, dtable, stream_);
+    Scratch ws(*allocator_, kc::EmbeddingBackwardWorkspaceBytes(n, vocab));
+    kc::EmbeddingBackward(ids, n, dy, vocab, dim, beta, dtable, ws.get(), stream_);
   }
   void LayerNormForward(const float* x, const float* gamma, const float* beta, int64_t rows,
                         int64_t cols, float eps, float* y, float* mean, float* rstd) override {
@@ -315,10 +316,12 @@ bool CudaBackendAvailable(std::string* why_not) {
   return false;
 }
 
-Result<std::unique_ptr<Backend>> CreateCudaBackend(const CudaBackendOptions& options) {
+Result<std::unique_ptr<Backend>> CreateCudaBackend(const CudaBackendOptions& requested) {
   std::string reason;
   const int devices = kernels::cuda::UsableDeviceCount(&reason);
   if (devices == 0) return UnavailableError("no usable CUDA device: " + reason);
+  CudaBackendOptions options = requested;
+  if (options.device == -1) options.device = std::max(0, options.local_rank) % devices;
   if (options.device < 0 || options.device >= devices) {
     return InvalidArgumentError("CUDA device " + std::to_string(options.device) + " asked for, but " +
                                 std::to_string(devices) + " device(s) are visible");

@@ -17,7 +17,10 @@
 namespace lockstep {
 
 struct CudaBackendOptions {
-  int device = 0;  // CUDA device index; a rank uses its local rank modulo the devices
+  // CUDA device index; -1: this rank's local rank modulo the visible devices, so the
+  // ranks of a node spread over its GPUs (several ranks share one when there are fewer).
+  int device = -1;
+  int local_rank = 0;
   // Deterministic kernels: deterministic cuDNN algorithms (every hand-written
   // kernel already is), so two runs give bitwise-equal parameters.
   bool deterministic = false;
