@@ -20,7 +20,6 @@
 #include "runtime/core/loss.h"
 #include "runtime/core/model.h"
 #include "runtime/core/optimizer.h"
-#include "runtime/core/recipe.h"
 #include "tests/kernels/kernels_test_util.h"
 
 namespace lockstep {
@@ -421,34 +420,37 @@ TEST_F(CudaBackendTest, OptimisersMatchTheCpu) {
 
 // ---- whole model: 50 CNN steps on CUDA against the CPU ----
 
-constexpr const char* kCnnRecipe = R"pb(
-  name: "cnn-cuda-check"
-  model {
-    input_shape: [28, 28, 1]
-    layers { conv2d { filters: 8 kernel_size: 3 activation: RELU } }
-    layers { maxpool2d { pool_size: 2 } }
-    layers { conv2d { filters: 16 kernel_size: 3 activation: RELU } }
-    layers { maxpool2d { pool_size: 2 } }
-    layers { flatten {} }
-    layers { dense { units: 32 activation: RELU } }
-    layers { dense { units: 10 activation: SOFTMAX } }
-  }
-  data { dataset: "fashion_mnist" }
-  loss: SPARSE_CATEGORICAL_CROSSENTROPY
-  optimizer { kind: ADAM learning_rate: 0.001 }
-  training { global_batch_size: 32 epochs: 1 seed: 3 }
-)pb";
+// The Keras CNN's shape, narrower (8 and 16 filters, dense 32), plus dropout so the
+// counter-based masks must agree too. Built from the layer factories (no recipe), so
+// the GPU test bundle can build this test without Protobuf.
+std::unique_ptr<Model> MakeCnn(Backend& be) {
+  std::vector<std::unique_ptr<Layer>> layers;
+  Conv2dOptions c1;
+  c1.filters = 8;
+  c1.pad_h = c1.pad_w = 1;
+  c1.activation = Activation::kRelu;
+  layers.push_back(MakeConv2d(c1));
+  layers.push_back(MakeMaxPool2d(Pool2dOptions{}));
+  Conv2dOptions c2 = c1;
+  c2.filters = 16;
+  layers.push_back(MakeConv2d(c2));
+  layers.push_back(MakeMaxPool2d(Pool2dOptions{}));
+  layers.push_back(MakeFlatten());
+  layers.push_back(MakeDense(32, true, ParamInit::kGlorotUniform, Activation::kRelu));
+  layers.push_back(MakeDropout(0.25f));
+  layers.push_back(MakeDense(10, true));
+  Result<std::unique_ptr<Model>> model = Model::Create(&be, {28, 28, 1}, std::move(layers));
+  EXPECT_TRUE(model.ok()) << model.status().message();
+  return model.ok() ? std::move(model).value() : nullptr;
+}
 
-// Trains `steps` steps on `be` from seed-initialised parameters on fixed synthetic
-// batches; returns the final parameters and the per-step losses.
+// Trains `steps` Adam steps on `be` from seed-initialised parameters on fixed
+// synthetic batches; returns the final parameters and the per-step losses.
 void TrainCnn(Backend& be, int steps, std::vector<float>* params, std::vector<double>* losses) {
-  Result<LoadedRecipe> recipe = ParseRecipe(kCnnRecipe, "cnn-cuda-check");
-  ASSERT_TRUE(recipe.ok()) << recipe.status().message();
-  Result<std::unique_ptr<Model>> built = BuildModel(*recipe, &be, {28, 28, 1});
-  ASSERT_TRUE(built.ok()) << built.status().message();
-  Model& model = **built;
-  model.InitializeParameters(3);
-  Result<std::unique_ptr<Optimizer>> opt = Optimizer::Create(&be, OptimizerConfig{}, 0, model.param_count());
+  std::unique_ptr<Model> model = MakeCnn(be);
+  ASSERT_NE(model, nullptr);
+  model->InitializeParameters(3);
+  Result<std::unique_ptr<Optimizer>> opt = Optimizer::Create(&be, OptimizerConfig{}, 0, model->param_count());
   ASSERT_TRUE(opt.ok()) << opt.status().message();
   const int64_t batch = 32;
   Tensor x = Tensor::Empty(be, {batch, 28, 28, 1}, DType::kFloat32);
@@ -463,7 +465,8 @@ void TrainCnn(Backend& be, int steps, std::vector<float>* params, std::vector<do
       hl[static_cast<size_t>(b)] = static_cast<int32_t>(rng.Next() % 10);
       for (int64_t i = 0; i < 784; ++i) {
         hx[static_cast<size_t>(b * 784 + i)] =
-            0.1f * hl[static_cast<size_t>(b)] * static_cast<float>(i % 28) / 28.0f + rng.Uniform(0, 0.2f);
+            0.1f * static_cast<float>(hl[static_cast<size_t>(b)]) * static_cast<float>(i % 28) / 28.0f +
+            rng.Uniform(0, 0.2f);
       }
     }
     be.CopyFromHost(x.raw(), hx.data(), hx.size() * sizeof(float));
@@ -473,14 +476,15 @@ void TrainCnn(Backend& be, int steps, std::vector<float>* params, std::vector<do
     ctx.training = true;
     ctx.seed = 3;
     ctx.step = static_cast<uint64_t>(step);
-    Tensor out = model.Forward(ctx, x);
+    ctx.first_global_row = step * batch;
+    Tensor out = model->Forward(ctx, x);
     LossValue loss = ComputeLoss(be, LossKind::kSoftmaxCrossEntropy, out, labels, 1.0f / batch, &dout);
     losses->push_back(loss.sum / batch);
-    model.Backward(ctx, dout);
-    (*opt)->Step(0.001f, model.params().data<float>(), model.grads().data<float>());
+    model->Backward(ctx, dout);
+    (*opt)->Step(0.001f, model->params().data<float>(), model->grads().data<float>());
   }
-  params->resize(static_cast<size_t>(model.param_count()));
-  be.CopyToHost(params->data(), model.params().raw(), params->size() * sizeof(float));
+  params->resize(static_cast<size_t>(model->param_count()));
+  be.CopyToHost(params->data(), model->params().raw(), params->size() * sizeof(float));
 }
 
 TEST_F(CudaBackendTest, FiftyCnnStepsMatchTheCpu) {
@@ -490,7 +494,7 @@ TEST_F(CudaBackendTest, FiftyCnnStepsMatchTheCpu) {
   TrainCnn(*gpu_, 50, &gpu_params, &gpu_losses);
   ASSERT_EQ(cpu_params.size(), gpu_params.size());
   ASSERT_EQ(cpu_losses.size(), 50u);
-  EXPECT_LT(cpu_losses.back(), cpu_losses.front()) << "the reference run must learn";
+  EXPECT_LT(cpu_losses.back(), 0.8 * cpu_losses.front()) << "the reference run must learn";
   double worst = 0;
   for (size_t i = 0; i < cpu_params.size(); ++i) {
     worst = std::max(worst, std::fabs(double{gpu_params[i]} - cpu_params[i]) / std::max(1.0, std::fabs(double{cpu_params[i]})));
