@@ -24,6 +24,7 @@ export PATH=/usr/local/cuda/bin:$PATH
   ls /usr/include/gtest /usr/include/boost 2>&1 | head -2
   ls /usr/local/cuda/lib64 2>/dev/null | grep -E 'nccl|cudnn|cublasLt' | head
   python3 -c "import nvidia, os; print([os.path.join(p) for p in nvidia.__path__])" 2>&1
+  python3 -c "import nvidia.cudnn as m, os; d = list(m.__path__)[0]; print(d, os.listdir(d))" 2>&1
 } > "$OUT/probe.txt" 2>&1
 cat "$OUT/probe.txt"
 
@@ -34,6 +35,11 @@ gtest_arg=()
 # NCCL: the toolkit's, else the one in a Python environment (PyTorch's nvidia-nccl wheel).
 nccl_root=$(python3 -c "import nvidia.nccl as m; print(list(m.__path__)[0])" 2>/dev/null || true)
 [ -n "$nccl_root" ] && gtest_arg+=(-DLOCKSTEP_NCCL_ROOT="$nccl_root") && echo "NCCL root: $nccl_root"
+# cuDNN likewise (PyTorch's nvidia-cudnn wheel). Its lib dir must also be on
+# LD_LIBRARY_PATH when the tests run: libcudnn.so.9 loads its engine libraries
+# (libcudnn_cnn.so.9, libcudnn_engines_*.so.9, ...) by name at run time.
+cudnn_root=$(python3 -c "import nvidia.cudnn as m; print(list(m.__path__)[0])" 2>/dev/null || true)
+[ -n "$cudnn_root" ] && gtest_arg+=(-DLOCKSTEP_CUDNN_ROOT="$cudnn_root") && echo "cuDNN root: $cudnn_root"
 start=$(date +%s)
 if ! cmake -S tests/cuda/bundle -B "$BUILD" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
        -DCMAKE_CUDA_COMPILER=$(command -v nvcc) "${gtest_arg[@]}" > "$OUT/configure.txt" 2>&1 ||
@@ -42,6 +48,8 @@ if ! cmake -S tests/cuda/bundle -B "$BUILD" "${generator[@]}" -DCMAKE_BUILD_TYPE
   exit 2
 fi
 echo "build: $(( $(date +%s) - start )) s"
+grep -E '^-- bundle: ' "$OUT/configure.txt"
+[ -n "$cudnn_root" ] && export LD_LIBRARY_PATH=$cudnn_root/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 
 export LOCKSTEP_REQUIRE_CUDA=1
 "$BUILD/kernels_cuda_test" --gtest_output=xml:"$OUT/kernels_cuda_test.xml" > "$OUT/test.txt" 2>&1
