@@ -6,6 +6,7 @@
 // loop over i adds them. Index helpers: kernels/cuda/embedding_index.h.
 #include <cub/device/device_radix_sort.cuh>
 
+#include <cstdint>
 #include <limits>
 
 #include "common/check.h"
@@ -96,7 +97,10 @@ void EmbeddingBackward(const float* ids, int64_t n, const float* dy, int64_t voc
   const int32_t* sorted_pos = nullptr;
   const int32_t* bucket_begin = nullptr;
   if (n > 0) {
-    LS_CHECK(workspace != nullptr) << "EmbeddingBackward: null workspace";
+    LS_CHECK(workspace != nullptr &&
+             reinterpret_cast<uintptr_t>(workspace) % EmbeddingWorkspace::kAlign == 0)
+        << "EmbeddingBackward: workspace null or not " << EmbeddingWorkspace::kAlign
+        << "-byte aligned";
     const size_t sort_bytes = SortTempBytes(n, vocab);
     const EmbeddingWorkspace w = EmbeddingWorkspaceLayout(n, vocab, sort_bytes);
     uint32_t* keys_in = At<uint32_t>(workspace, w.keys_in);

@@ -20,7 +20,9 @@ void EmbeddingForward(const float* ids, int64_t n, const float* table, int64_t v
                       float* y, cudaStream_t stream);
 
 // Bytes of device workspace EmbeddingBackward needs (the radix sort's scratch is asked
-// of CUB, for the current device). n <= INT32_MAX, vocab < INT32_MAX.
+// of CUB, for the current device, so call it with that device current). The
+// workspace must be 256-byte aligned (cudaMalloc's are). n <= INT32_MAX,
+// vocab < INT32_MAX.
 size_t EmbeddingBackwardWorkspaceBytes(int64_t n, int64_t vocab);
 
 // dtable (vocab, dim) = beta * dtable + scatter_add(ids, dy); dy (n, dim); beta 0 or

@@ -7,6 +7,8 @@
 // double partial in the workspace; pass 2 one thread per column adding the chunks in
 // order. Layout of the workspace: partial_dgamma (chunks, cols) then partial_dbeta
 // (chunks, cols), doubles.
+#include <cstdint>
+
 #include "common/check.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/launch.cuh"
@@ -134,7 +136,9 @@ void LayerNormBackward(const float* x, const float* gamma, const float* mean, co
   CheckShape(rows, cols, "LayerNormBackward");
   LS_CHECK(dgamma != nullptr && dbeta != nullptr) << "LayerNormBackward: null dgamma or dbeta";
   const int64_t chunks = LnChunkCount(rows);
-  LS_CHECK(chunks == 0 || workspace != nullptr) << "LayerNormBackward: null workspace";
+  LS_CHECK(chunks == 0 ||
+           (workspace != nullptr && reinterpret_cast<uintptr_t>(workspace) % sizeof(double) == 0))
+      << "LayerNormBackward: workspace null or not aligned for doubles";
   double* partial_dgamma = static_cast<double*>(workspace);
   double* partial_dbeta = chunks == 0 ? nullptr : partial_dgamma + chunks * cols;
   if (rows > 0 && dx != nullptr) {

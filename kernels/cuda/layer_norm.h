@@ -22,7 +22,7 @@ void LayerNormForward(const float* x, const float* gamma, const float* beta, int
 
 // Bytes of device workspace LayerNormBackward needs: one double partial of dgamma and
 // of dbeta per (row chunk, column), at most 2 * kLnMaxChunks * cols doubles; 0 when
-// rows == 0.
+// rows == 0. The workspace must be 8-byte aligned.
 size_t LayerNormBackwardWorkspaceBytes(int64_t rows, int64_t cols);
 
 // dx (rows, cols; may be null: not computed) written from dy; dgamma / dbeta (cols) =
