@@ -1,10 +1,11 @@
 // FastExp / FastTanh / FastSigmoid of kernels/cpu/fast_math.h as __host__ __device__
-// functions: the same operations in the same order, so with --fmad=false (no FMA
-// contraction; the CPU build is ISO C++, which does not contract either) and IEEE
-// division (nvcc's default -prec-div=true) a GPU result is bitwise the CPU's. The
-// recurrent kernels use these rather than CUDA's expf / tanhf, which differ from the
-// CPU's polynomials by an ulp or two. Header-only; compiles under g++ (host) and nvcc.
-// Pure functions: thread-safe.
+// functions: the same operations in the same order, so with --fmad=false and IEEE
+// division (nvcc's default -prec-div=true) a GPU result is bitwise the CPU's when the
+// CPU code is not FMA-contracted either (its baseline clone, or -ffp-contract=off;
+// GCC 12 does contract the x86-64-v3 clone even in ISO C++ mode, a last-bit
+// difference). The recurrent kernels use these rather than CUDA's expf / tanhf, which
+// differ from the CPU's polynomials by an ulp or two. Header-only; compiles under g++
+// (host) and nvcc. Pure functions: thread-safe.
 #pragma once
 
 #include <math.h>

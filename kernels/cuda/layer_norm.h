@@ -1,9 +1,10 @@
 // Layer normalisation over the last dimension on the GPU, mirroring
 // kernels/cpu/layer_norm.h: zero-centred scale, y = xhat * (1 + gamma) + beta, mean and
-// rstd saved per row. Forward outputs and dx are bitwise the CPU's (same double
-// partial sums in the same order, see kernels/cuda/layer_norm_order.h); dgamma / dbeta
-// are too for rows <= kLnMinChunkRows and otherwise deterministic double sums in a
-// fixed chunked order (equal after rounding to float in practice, not guaranteed).
+// rstd saved per row. Forward outputs and dx are bitwise the CPU's scalar arithmetic
+// (same double partial sums in the same order, see kernels/cuda/layer_norm_order.h;
+// the CPU kernels' AVX2 clone may fuse multiply-adds, a last-bit difference); dgamma /
+// dbeta are too for rows <= kLnMinChunkRows and otherwise deterministic double sums in
+// a fixed chunked order (equal after rounding to float in practice, not guaranteed).
 // No atomics. Pointers are device memory; asynchronous on `stream`. Thread-safe;
 // ordering is the stream's.
 #pragma once

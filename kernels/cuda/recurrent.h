@@ -3,8 +3,10 @@
 // floats apart), the same gate layouts (LSTM [i, f, c, o], GRU [z, r, hh] with
 // reset_after), the same null-pointer meanings and the same formulas in the same
 // order, with the CPU's polynomial exp / tanh (kernels/cuda/fast_math.h), so every
-// output is bitwise the CPU's. One thread per (sample, unit). Pointers are device
-// memory; asynchronous on `stream`. Thread-safe; ordering is the stream's.
+// output is bitwise the CPU's scalar arithmetic (the CPU kernels' AVX2 clone may fuse
+// multiply-adds: last-bit differences, see tests/cuda/sequence_replay.h). One thread
+// per (sample, unit). Pointers are device memory; asynchronous on `stream`.
+// Thread-safe; ordering is the stream's.
 #pragma once
 
 #include <cuda_runtime.h>
