@@ -77,4 +77,11 @@ if command -v compute-sanitizer > /dev/null; then
   echo "memcheck: exit $? ($(grep -c 'Invalid' "$OUT/memcheck.txt") invalid accesses reported)"
   tail -5 "$OUT/memcheck.txt"
 fi
+# The kernel benchmark (ratios only; never changes the exit status).
+if [ -x "$BUILD/bench_kernels_cuda" ]; then
+  timeout 180 "$BUILD/bench_kernels_cuda" --json "$OUT/bench_kernels_cuda.json" \
+    > "$OUT/bench_kernels_cuda.txt" 2>&1
+  echo "bench_kernels_cuda: exit $?"
+  cat "$OUT/bench_kernels_cuda.txt"
+fi
 exit $status
