@@ -1,19 +1,26 @@
 #!/usr/bin/env bash
 # One call on a lent GPU machine (see /work/shared/ENVIRONMENT.md): probe what is
 # there, build the CUDA test bundle (tests/cuda/bundle), run every CUDA test with
-# LOCKSTEP_REQUIRE_CUDA=1 (a missing device fails), then again under
-# compute-sanitizer memcheck. Logs go to $OUT (or ./gpu-logs). Exit status: the
-# tests' status. Usage, from the repository root:
+# LOCKSTEP_REQUIRE_CUDA=1 (a missing device fails): the kernel tests, the runtime's
+# CUDA backend op suite + 50 CNN steps (when OpenBLAS is carried, see below), NCCL at
+# world size 1; then the kernel benchmark, then compute-sanitizer memcheck on the
+# kernel tests. Logs go to $OUT (or ./gpu-logs). Exit status: the tests' status.
+# Usage, from the repository root:
 #   tests/cuda/run_on_gpu.sh [googletest-source-dir]
-# From a machine without GPU, through the device tool (GoogleTest is not installed
-# there; carry Debian's sources, copied into an ignored folder first):
-#   cp -r /usr/src/googletest build-gtest-src
-#   run(command="tests/cuda/run_on_gpu.sh build-gtest-src", carry=["build-gtest-src"])
+# Environment: STAGES (default "test bench memcheck"; the build always runs, and is
+# incremental on a warm machine), MEMCHECK_TIMEOUT (s, default 200).
+# From a machine without GPU, through the device tool (GoogleTest and OpenBLAS are
+# not installed there; tests/cuda/fetch_gpu_debs.sh puts them in ignored folders):
+#   tests/cuda/fetch_gpu_debs.sh
+#   run(command="tests/cuda/run_on_gpu.sh build-gtest-src",
+#       carry=["build-gtest-src", ".debs"], timeout_s=540)
 set -u
 OUT=${OUT:-$PWD/gpu-logs}
 mkdir -p "$OUT"
 GTEST_SRC=${1:-}
 BUILD=${BUILD:-build-cuda-bundle}
+STAGES=${STAGES:-test bench memcheck}
+stage() { [[ " $STAGES " == *" $1 "* ]]; }
 export PATH=/usr/local/cuda/bin:$PATH
 
 {
@@ -40,6 +47,19 @@ nccl_root=$(python3 -c "import nvidia.nccl as m; print(list(m.__path__)[0])" 2>/
 # (libcudnn_cnn.so.9, libcudnn_engines_*.so.9, ...) by name at run time.
 cudnn_root=$(python3 -c "import nvidia.cudnn as m; print(list(m.__path__)[0])" 2>/dev/null || true)
 [ -n "$cudnn_root" ] && gtest_arg+=(-DLOCKSTEP_CUDNN_ROOT="$cudnn_root") && echo "cuDNN root: $cudnn_root"
+# OpenBLAS from the carried Debian package (dpkg -x, or ar + tar where dpkg is missing).
+blas_deb=$(ls "$PWD"/.debs/libopenblas-pthread-dev_*.deb 2>/dev/null | head -1)
+if [ -n "$blas_deb" ]; then
+  blas_root=$PWD/$BUILD/openblas-root
+  mkdir -p "$blas_root"
+  if command -v dpkg > /dev/null; then
+    dpkg -x "$blas_deb" "$blas_root"
+  else
+    member=$(ar t "$blas_deb" | grep '^data\.tar')
+    (cd "$blas_root" && ar p "$blas_deb" "$member" > "$member" && tar -xf "$member")
+  fi
+  gtest_arg+=(-DLOCKSTEP_OPENBLAS_ROOT="$blas_root") && echo "OpenBLAS root: $blas_root"
+fi
 start=$(date +%s)
 if ! cmake -S tests/cuda/bundle -B "$BUILD" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
        -DCMAKE_CUDA_COMPILER=$(command -v nvcc) "${gtest_arg[@]}" > "$OUT/configure.txt" 2>&1 ||
@@ -52,36 +72,37 @@ grep -E '^-- bundle: ' "$OUT/configure.txt"
 [ -n "$cudnn_root" ] && export LD_LIBRARY_PATH=$cudnn_root/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 
 export LOCKSTEP_REQUIRE_CUDA=1
-"$BUILD/kernels_cuda_test" --gtest_output=xml:"$OUT/kernels_cuda_test.xml" > "$OUT/test.txt" 2>&1
-status=$?
-grep -E '^\[  (FAILED|PASSED|SKIPPED) |^\[==========\]|worst distance' "$OUT/test.txt" | head -60
-grep -A8 'Failure$' "$OUT/test.txt" | head -80  # the first failures in full
-echo "tests: exit $status"
-
-if [ -x "$BUILD/comm_nccl_test" ]; then
-  LD_LIBRARY_PATH=${nccl_root:+$nccl_root/lib:}${LD_LIBRARY_PATH:-} \
-    timeout 300 "$BUILD/comm_nccl_test" > "$OUT/nccl_test.txt" 2>&1
-  nccl_status=$?
-  grep -E '^\[  (FAILED|PASSED|SKIPPED) |^\[==========\]' "$OUT/nccl_test.txt"
-  grep -A8 'Failure$' "$OUT/nccl_test.txt" | head -40
-  echo "nccl tests: exit $nccl_status"
-  [ $status -eq 0 ] && status=$nccl_status
-else
-  echo "comm_nccl_test not built (no NCCL found; see $OUT/configure.txt)"
+status=0
+run_tests() {  # binary, log name, timeout
+  [ -x "$BUILD/$1" ] || { echo "$1 not built (see $OUT/configure.txt)"; return 0; }
+  timeout "$3" "$BUILD/$1" --gtest_output=xml:"$OUT/$2.xml" > "$OUT/$2.txt" 2>&1
+  local rc=$?
+  grep -E '^\[  (FAILED|PASSED|SKIPPED) |^\[==========\]|worst distance' "$OUT/$2.txt" | head -60
+  grep -A8 'Failure$' "$OUT/$2.txt" | head -60  # the first failures in full
+  echo "$1: exit $rc"
+  [ $status -eq 0 ] && status=$rc
+  return 0
+}
+if stage test; then
+  run_tests kernels_cuda_test kernels_cuda_test 300
+  run_tests runtime_cuda_test runtime_cuda_test 300
+  LD_LIBRARY_PATH=${nccl_root:+$nccl_root/lib:}${LD_LIBRARY_PATH:-} run_tests comm_nccl_test nccl_test 300
 fi
 
-if command -v compute-sanitizer > /dev/null; then
-  # memcheck on everything but the death test (it forks) and the slowest sizes.
-  timeout 400 compute-sanitizer --tool memcheck --error-exitcode 99 \
-    "$BUILD/kernels_cuda_test" --gtest_filter='-CudaCheckDeathTest.*' > "$OUT/memcheck.txt" 2>&1
-  echo "memcheck: exit $? ($(grep -c 'Invalid' "$OUT/memcheck.txt") invalid accesses reported)"
-  tail -5 "$OUT/memcheck.txt"
-fi
-# The kernel benchmark (ratios only; never changes the exit status).
-if [ -x "$BUILD/bench_kernels_cuda" ]; then
+# The kernel benchmark (ratios only; never changes the exit status). Before memcheck,
+# which is slow: a call's time is bounded (see the device README).
+if stage bench && [ -x "$BUILD/bench_kernels_cuda" ]; then
   timeout 180 "$BUILD/bench_kernels_cuda" --json "$OUT/bench_kernels_cuda.json" \
     > "$OUT/bench_kernels_cuda.txt" 2>&1
   echo "bench_kernels_cuda: exit $?"
   cat "$OUT/bench_kernels_cuda.txt"
+fi
+
+if stage memcheck && command -v compute-sanitizer > /dev/null; then
+  # memcheck on everything but the death tests (they fork).
+  timeout "${MEMCHECK_TIMEOUT:-200}" compute-sanitizer --tool memcheck --error-exitcode 99 \
+    "$BUILD/kernels_cuda_test" --gtest_filter='-*DeathTest.*' > "$OUT/memcheck.txt" 2>&1
+  echo "memcheck: exit $? ($(grep -c 'Invalid' "$OUT/memcheck.txt") invalid accesses reported)"
+  tail -5 "$OUT/memcheck.txt"
 fi
 exit $status
