@@ -32,8 +32,11 @@ namespace {
 // The recipe's training.device: the CPU backend, or the CUDA backend on this rank's
 // GPU (local rank modulo the visible devices).
 Result<std::unique_ptr<Backend>> CreateBackendFor(const config::Recipe& r, const comm::WorldInfo& world) {
-  if (r.training().device() == config::CPU) return CreateCpuBackend();
+  const GemmPrecision precision =
+      r.training().precision() == config::BF16_GEMM ? GemmPrecision::kBf16Inputs : GemmPrecision::kFp32;
+  if (r.training().device() == config::CPU) return CreateCpuBackend(precision);
   CudaBackendOptions options;
+  options.gemm_precision = precision;
   options.local_rank = world.local_rank;
   options.deterministic = r.training().deterministic();
   Result<std::unique_ptr<Backend>> cuda = CreateCudaBackend(options);

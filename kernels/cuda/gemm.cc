@@ -33,7 +33,7 @@ struct Descriptors {
 uint32_t Alignment(const void* p) {
   const uintptr_t v = reinterpret_cast<uintptr_t>(p);
   uint32_t align = 256;
-  while (align > 4 && (v % align) != 0) align /= 2;
+  while (align > 1 && (v % align) != 0) align /= 2;
   return align;
 }
 
@@ -56,12 +56,13 @@ bool HasRelu(GemmEpilogue e) { return e == GemmEpilogue::kRelu || e == GemmEpilo
 
 // Builds the descriptors for the column-major problem D'(n x m) = op(B') op(A') and asks
 // the heuristic for one algorithm with `epilogue`. False when none exists.
+// `inputs` is the type of A and B (fp32, or bf16 with fp32 accumulation); C is fp32.
 bool FindAlgorithm(cublasLtHandle_t lt, Descriptors& d, bool trans_a, bool trans_b, int64_t m,
-                   int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb,
-                   const float* c, int64_t ldc, const GemmOptions& o, GemmEpilogue epilogue,
-                   GemmWorkspace ws, cublasLtMatmulHeuristicResult_t* result) {
+                   int64_t n, int64_t k, const void* a, int64_t lda, const void* b, int64_t ldb,
+                   cudaDataType_t inputs, const float* c, int64_t ldc, const GemmOptions& o,
+                   GemmEpilogue epilogue, GemmWorkspace ws, cublasLtMatmulHeuristicResult_t* result) {
   const cublasComputeType_t compute =
-      o.allow_tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+      o.allow_tf32 && inputs == CUDA_R_32F ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
   LS_CUBLAS_CHECK(cublasLtMatmulDescCreate(&d.op, compute, CUDA_R_32F));
   // cuBLASLt's A is our B, its B our A.
   const cublasOperation_t op_a = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -80,9 +81,9 @@ bool FindAlgorithm(cublasLtHandle_t lt, Descriptors& d, bool trans_a, bool trans
   }
   // Stored shapes, column-major: B' = our B read as (n x k) or, transposed, (k x n).
   LS_CUBLAS_CHECK(
-      cublasLtMatrixLayoutCreate(&d.a, CUDA_R_32F, trans_b ? k : n, trans_b ? n : k, ldb));
+      cublasLtMatrixLayoutCreate(&d.a, inputs, trans_b ? k : n, trans_b ? n : k, ldb));
   LS_CUBLAS_CHECK(
-      cublasLtMatrixLayoutCreate(&d.b, CUDA_R_32F, trans_a ? m : k, trans_a ? k : m, lda));
+      cublasLtMatrixLayoutCreate(&d.b, inputs, trans_a ? m : k, trans_a ? k : m, lda));
   LS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&d.c, CUDA_R_32F, n, m, ldc));
 
   LS_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&d.pref));
@@ -107,12 +108,10 @@ bool FindAlgorithm(cublasLtHandle_t lt, Descriptors& d, bool trans_a, bool trans
   return found > 0 && result->state == CUBLAS_STATUS_SUCCESS;
 }
 
-}  // namespace
-
-void Sgemm(cublasLtHandle_t lt, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
-           float alpha, const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
-           float* c, int64_t ldc, const GemmOptions& options, GemmWorkspace workspace,
-           cudaStream_t stream) {
+void Gemm(cublasLtHandle_t lt, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+          float alpha, const void* a, int64_t lda, const void* b, int64_t ldb, cudaDataType_t inputs,
+          float beta, float* c, int64_t ldc, const GemmOptions& options, GemmWorkspace workspace,
+          cudaStream_t stream) {
   LS_CHECK(m >= 0 && n >= 0 && k >= 0)
       << "Sgemm: negative size m=" << m << " n=" << n << " k=" << k;
   LS_CHECK(!HasBias(options.epilogue) || options.bias != nullptr)
@@ -131,7 +130,7 @@ void Sgemm(cublasLtHandle_t lt, bool trans_a, bool trans_b, int64_t m, int64_t n
   cublasLtMatmulHeuristicResult_t heuristic = {};
   auto fused = std::make_unique<Descriptors>();
   GemmEpilogue in_gemm = options.epilogue;
-  if (!FindAlgorithm(lt, *fused, trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc, options,
+  if (!FindAlgorithm(lt, *fused, trans_a, trans_b, m, n, k, a, lda, b, ldb, inputs, c, ldc, options,
                      in_gemm, workspace, &heuristic)) {
     LS_CHECK(in_gemm != GemmEpilogue::kNone)
         << "Sgemm: cuBLASLt found no algorithm for m=" << m << " n=" << n << " k=" << k
@@ -140,8 +139,8 @@ void Sgemm(cublasLtHandle_t lt, bool trans_a, bool trans_b, int64_t m, int64_t n
     // No fused epilogue for this problem: plain GEMM, then the epilogue kernel.
     in_gemm = GemmEpilogue::kNone;
     fused = std::make_unique<Descriptors>();
-    LS_CHECK(FindAlgorithm(lt, *fused, trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc, options,
-                           in_gemm, workspace, &heuristic))
+    LS_CHECK(FindAlgorithm(lt, *fused, trans_a, trans_b, m, n, k, a, lda, b, ldb, inputs, c, ldc,
+                           options, in_gemm, workspace, &heuristic))
         << "Sgemm: cuBLASLt found no algorithm for m=" << m << " n=" << n << " k=" << k;
   }
   const Descriptors& d = *fused;
@@ -151,6 +150,24 @@ void Sgemm(cublasLtHandle_t lt, bool trans_a, bool trans_b, int64_t m, int64_t n
   if (in_gemm != options.epilogue) {
     internal::GemmEpilogueKernelLaunch(c, m, n, ldc, /*k_is_zero=*/false, beta, bias, relu, stream);
   }
+}
+
+}  // namespace
+
+void Sgemm(cublasLtHandle_t lt, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+           float alpha, const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
+           float* c, int64_t ldc, const GemmOptions& options, GemmWorkspace workspace,
+           cudaStream_t stream) {
+  Gemm(lt, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, CUDA_R_32F, beta, c, ldc, options,
+       workspace, stream);
+}
+
+void GemmBf16Inputs(cublasLtHandle_t lt, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                    float alpha, const uint16_t* a, int64_t lda, const uint16_t* b, int64_t ldb,
+                    float beta, float* c, int64_t ldc, const GemmOptions& options,
+                    GemmWorkspace workspace, cudaStream_t stream) {
+  Gemm(lt, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, CUDA_R_16BF, beta, c, ldc, options,
+       workspace, stream);
 }
 
 CublasLt::CublasLt(size_t workspace_bytes) : workspace_bytes_(workspace_bytes) {

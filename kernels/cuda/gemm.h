@@ -38,6 +38,14 @@ void Sgemm(cublasLtHandle_t lt, bool trans_a, bool trans_b, int64_t m, int64_t n
            float* c, int64_t ldc, const GemmOptions& options, GemmWorkspace workspace,
            cudaStream_t stream);
 
+// The same with A and B in bfloat16 (bit patterns as convert.h writes them; the same
+// strides, in elements): bf16 tensor-core products, fp32 accumulation, fp32 C. Row
+// strides of 8 elements or more multiples of 8 let cuBLASLt use its fastest kernels.
+void GemmBf16Inputs(cublasLtHandle_t lt, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                    float alpha, const uint16_t* a, int64_t lda, const uint16_t* b, int64_t ldb,
+                    float beta, float* c, int64_t ldc, const GemmOptions& options,
+                    GemmWorkspace workspace, cudaStream_t stream);
+
 // A cuBLASLt handle and a device workspace for it (32 MiB, what cuBLAS suggests for
 // Hopper), created on the current device. Aborts (LS_CUBLAS_CHECK / LS_CUDA_CHECK) when
 // either cannot be created. Not copyable.

@@ -38,6 +38,12 @@ struct BackendMemoryStats {
   size_t peak_bytes_reserved = 0;
 };
 
+// Elements a row-major (rows x cols) matrix with row stride ld spans in memory: its
+// last row ends at its last column, not at the stride.
+inline int64_t StridedExtent(int64_t rows, int64_t cols, int64_t ld) {
+  return rows == 0 || cols == 0 ? 0 : (rows - 1) * ld + cols;
+}
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -167,6 +173,14 @@ class Backend {
                         int64_t n) = 0;
 };
 
-std::unique_ptr<Backend> CreateCpuBackend();
+// The precision of GEMM inputs (training.precision). kBf16Inputs: A and B rounded to
+// bfloat16 (round to nearest even), products accumulated and written in fp32;
+// activations, gradients, master weights and optimiser state stay fp32. On the GPU
+// that is a bf16 tensor-core GEMM; the CPU backend emulates it (rounds, then sgemm),
+// which makes it the GPU's reference and lets a recipe be checked on the CPU.
+// Convolutions are unaffected (fp32 in both).
+enum class GemmPrecision { kFp32, kBf16Inputs };
+
+std::unique_ptr<Backend> CreateCpuBackend(GemmPrecision gemm_precision = GemmPrecision::kFp32);
 
 }  // namespace lockstep

@@ -3,6 +3,9 @@
 #include <cstring>
 #include <new>
 
+#include <vector>
+
+#include "kernels/cpu/bf16.h"
 #include "kernels/cpu/embedding.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/gemm_packed.h"
@@ -19,6 +22,7 @@ constexpr int64_t kPackedGemmMaxRows = 64;
 
 class CpuBackend final : public Backend {
  public:
+  explicit CpuBackend(GemmPrecision precision) : bf16_inputs_(precision == GemmPrecision::kBf16Inputs) {}
   Device device() const override { return Device{DeviceKind::kCpu, 0}; }
   std::string name() const override { return "cpu"; }
 
@@ -43,10 +47,19 @@ class CpuBackend final : public Backend {
 
   void Gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t kk, float alpha, const float* a,
             int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) override {
+    if (bf16_inputs_) {
+      // Emulated bf16 GEMM: the inputs rounded to bf16 (exact products in fp32), fp32 sums.
+      a = RoundedCopy(a, StridedExtent(ta ? kk : m, ta ? m : kk, lda), &bf16_a_);
+      b = RoundedCopy(b, StridedExtent(tb ? n : kk, tb ? kk : n, ldb), &bf16_b_);
+    }
     k::Sgemm(ta, tb, m, n, kk, alpha, a, lda, b, ldb, beta, c, ldc);
   }
-  size_t GemmPackedBBytes(int64_t n, int64_t k) override { return k::PackedGemmBFloats(n, k) * sizeof(float); }
+  // With bf16 inputs nothing is packed: GemmPackedB falls back to Gemm, which rounds.
+  size_t GemmPackedBBytes(int64_t n, int64_t k) override {
+    return bf16_inputs_ ? 0 : k::PackedGemmBFloats(n, k) * sizeof(float);
+  }
   PackedB GemmPackB(bool trans_b, int64_t n, int64_t k, const float* b, int64_t ldb, void* workspace) override {
+    if (bf16_inputs_) return PackedB{trans_b, n, k, b, ldb, nullptr};
     k::PackGemmB(trans_b, n, k, b, ldb, static_cast<float*>(workspace));
     return PackedB{trans_b, n, k, b, ldb, workspace};
   }
@@ -186,10 +199,22 @@ class CpuBackend final : public Backend {
                 int64_t n) override {
     k::AdamStep(h, p, g, m, v, n);
   }
+
+ private:
+  static const float* RoundedCopy(const float* x, int64_t n, std::vector<float>* scratch) {
+    scratch->resize(static_cast<size_t>(n));
+    k::RoundToBf16(x, scratch->data(), n);
+    return scratch->data();
+  }
+
+  const bool bf16_inputs_;
+  std::vector<float> bf16_a_, bf16_b_;  // rounded GEMM inputs (bf16_inputs_ only)
 };
 
 }  // namespace
 
-std::unique_ptr<Backend> CreateCpuBackend() { return std::make_unique<CpuBackend>(); }
+std::unique_ptr<Backend> CreateCpuBackend(GemmPrecision gemm_precision) {
+  return std::make_unique<CpuBackend>(gemm_precision);
+}
 
 }  // namespace lockstep

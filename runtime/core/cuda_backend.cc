@@ -14,6 +14,7 @@
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/caching_allocator.h"
 #include "kernels/cuda/conv.h"
+#include "kernels/cuda/convert.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/dropout.h"
@@ -116,6 +117,18 @@ class CudaBackend final : public Backend {
             int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) override {
     kc::GemmOptions opt;
     opt.allow_tf32 = options_.allow_tf32;
+    if (options_.gemm_precision == GemmPrecision::kBf16Inputs) {
+      // Both inputs converted to bf16 scratch (same strides), then a bf16 tensor-core GEMM.
+      const int64_t a_n = StridedExtent(ta ? k : m, ta ? m : k, lda), b_n = StridedExtent(tb ? n : k, tb ? k : n, ldb);
+      Scratch a16(*allocator_, static_cast<size_t>(a_n) * sizeof(uint16_t));
+      Scratch b16(*allocator_, static_cast<size_t>(b_n) * sizeof(uint16_t));
+      kc::Fp32ToBf16(a, static_cast<uint16_t*>(a16.get()), a_n, stream_);
+      kc::Fp32ToBf16(b, static_cast<uint16_t*>(b16.get()), b_n, stream_);
+      kc::GemmBf16Inputs(lt_->handle(), ta, tb, m, n, k, alpha, static_cast<const uint16_t*>(a16.get()), lda,
+                         static_cast<const uint16_t*>(b16.get()), ldb, beta, c, ldc, opt, lt_->workspace(),
+                         stream_);
+      return;
+    }
     kc::Sgemm(lt_->handle(), ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, opt,
               lt_->workspace(), stream_);
   }

@@ -27,8 +27,10 @@ struct CudaBackendOptions {
   enum class ConvPath { kAuto, kCudnn, kIm2col };
   // kAuto: cuDNN when the build has it, else im2col + cuBLASLt.
   ConvPath conv = ConvPath::kAuto;
-  // TF32 tensor cores in GEMMs (~1e-3 relative error); off keeps fp32 exact-ish.
+  // TF32 tensor cores in fp32 GEMMs (~1e-3 relative error); off keeps fp32 exact-ish.
   bool allow_tf32 = false;
+  // kBf16Inputs: GEMMs on bf16 tensor cores (backend.h, GemmPrecision).
+  GemmPrecision gemm_precision = GemmPrecision::kFp32;
 };
 
 // Whether this build has the CUDA backend and this process sees a usable device;

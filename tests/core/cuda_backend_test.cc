@@ -512,3 +512,67 @@ TEST_F(CudaBackendTest, FiftyCnnStepsMatchTheCpu) {
 
 }  // namespace
 }  // namespace lockstep
+
+namespace lockstep {
+namespace {
+
+// training.deterministic: two identical runs give bitwise-equal parameters (cuDNN
+// restricted to deterministic algorithms; every hand-written kernel reduces in a fixed
+// order). Also the im2col convolution path, which is deterministic by construction.
+TEST_F(CudaBackendTest, DeterministicRunsAreBitwiseEqual) {
+  for (CudaBackendOptions::ConvPath conv : ConvPaths()) {
+    SCOPED_TRACE(conv == CudaBackendOptions::ConvPath::kIm2col ? "im2col" : "cudnn");
+    CudaBackendOptions options;
+    options.deterministic = true;
+    options.conv = conv;
+    Result<std::unique_ptr<Backend>> be = CreateCudaBackend(options);
+    ASSERT_TRUE(be.ok()) << be.status().message();
+    std::vector<float> first, second;
+    std::vector<double> first_losses, second_losses;
+    TrainCnn(**be, 20, &first, &first_losses);
+    TrainCnn(**be, 20, &second, &second_losses);
+    ASSERT_EQ(first.size(), second.size());
+    EXPECT_EQ(std::memcmp(first.data(), second.data(), first.size() * sizeof(float)), 0);
+    EXPECT_EQ(first_losses, second_losses);
+  }
+}
+
+}  // namespace
+}  // namespace lockstep
+
+namespace lockstep {
+namespace {
+
+// training.precision: BF16_GEMM: the GPU's bf16 tensor-core GEMM against the CPU
+// backend's emulation (inputs rounded to bf16, fp32 sums): the products are exact in
+// fp32 on both, so only the summation order differs.
+TEST(CudaBf16GemmTest, MatchesTheCpuEmulation) {
+  CudaBackendOptions options;
+  options.gemm_precision = GemmPrecision::kBf16Inputs;
+  Result<std::unique_ptr<Backend>> gpu = CreateCudaBackend(options);
+  if (!gpu.ok()) {
+    if (CudaRequired()) FAIL() << "LOCKSTEP_REQUIRE_CUDA=1: " << gpu.status().message();
+    GTEST_SKIP() << "no CUDA backend: " << gpu.status().message();
+  }
+  std::unique_ptr<Backend> cpu = CreateCpuBackend(GemmPrecision::kBf16Inputs);
+  TestRng rng(24);
+  for (bool ta : {false, true}) {
+    for (bool tb : {false, true}) {
+      SCOPED_TRACE(::testing::Message() << "ta=" << ta << " tb=" << tb);
+      const int64_t m = 64, n = 40, k = 257, lda = ta ? m : k, ldb = tb ? k : n;
+      const std::vector<float> A = rng.Vector((ta ? k : m) * lda), B = rng.Vector((tb ? n : k) * ldb);
+      std::vector<float> want(static_cast<size_t>(m * n)), got(want.size());
+      cpu->Gemm(ta, tb, m, n, k, 1.0f, A.data(), lda, B.data(), ldb, 0.0f, want.data(), n);
+      Args args(**gpu);
+      float* c = args.Out<float>(m * n);
+      (*gpu)->Gemm(ta, tb, m, n, k, 1.0f, args.In(A), lda, args.In(B), ldb, 0.0f, c, n);
+      got = args.Read(c);
+      int64_t bad = 0;
+      for (size_t i = 0; i < want.size(); ++i) bad += std::fabs(got[i] - want[i]) > 1e-5f + 1e-5f * std::fabs(want[i]);
+      EXPECT_EQ(bad, 0);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace lockstep
