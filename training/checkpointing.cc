@@ -218,11 +218,11 @@ std::vector<ckpt::ShardSlice> Trainer::CheckpointSlices() const {
   size_t staged = 0;
   auto host_view = [&](const float* range, int64_t n) -> const float* {
     if (on_host) return range;
-    if (checkpoint_host_.size() <= staged) checkpoint_host_.emplace_back();
-    std::vector<float>& host = checkpoint_host_[staged++];
-    host.resize(static_cast<size_t>(n));
-    backend_->CopyToHost(host.data(), range, host.size() * sizeof(float));
-    return host.data();
+    if (checkpoint_host_.size() <= staged) checkpoint_host_.emplace_back(backend_.get());
+    const size_t bytes = static_cast<size_t>(n) * sizeof(float);
+    void* host = checkpoint_host_[staged++].Reserve(bytes);
+    backend_->CopyToHost(host, range, bytes);
+    return static_cast<const float*>(host);
   };
   std::vector<ckpt::ShardSlice> slices;
   for (const ModelPart& part : parts_) {

@@ -198,8 +198,9 @@ class Trainer {
   // wrapper of comm_ when the backend is a GPU, else null (comm_ itself serves).
   std::unique_ptr<comm::Communicator> device_comm_;
   comm::Communicator& DeviceComm() { return device_comm_ ? *device_comm_ : *comm_; }
-  // Host copies of device-resident checkpoint ranges (the service snapshots from them).
-  mutable std::vector<std::vector<float>> checkpoint_host_;
+  // Pinned host copies of device-resident checkpoint ranges (the service snapshots
+  // from them); reused from save to save.
+  mutable std::vector<HostBuffer> checkpoint_host_;
   int zero_stage_ = 0;
   std::chrono::milliseconds deadline_{300'000};
   int rank_ = 0;

@@ -6,7 +6,10 @@
 #include "kernels/cuda/gemm.h"
 
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <tuple>
 
 #include "common/check.h"
 #include "kernels/cuda/cuda_check.h"
@@ -108,6 +111,44 @@ bool FindAlgorithm(cublasLtHandle_t lt, Descriptors& d, bool trans_a, bool trans
   return found > 0 && result->state == CUBLAS_STATUS_SUCCESS;
 }
 
+// A planned problem: its descriptors, the heuristic's algorithm, and the epilogue the
+// GEMM itself applies (kNone when cuBLASLt had no fused algorithm for the requested one).
+struct Plan {
+  Descriptors d;
+  cublasLtMatmulHeuristicResult_t heuristic = {};
+  GemmEpilogue in_gemm = GemmEpilogue::kNone;
+};
+
+// Everything the descriptors and the heuristic's choice depend on (the bias pointer is
+// re-set per call; its alignment is part of the key).
+using PlanKey = std::tuple<cublasLtHandle_t, bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                           int, int, bool, uint32_t, uint32_t, uint32_t, uint32_t, size_t>;
+
+// Plans by problem: the heuristic query and the descriptor set-up cost tens of
+// microseconds of host time, more than a small GEMM itself, and training repeats the
+// same few shapes every step. Bounded: cleared when it grows past kMaxPlans.
+class PlanCache {
+ public:
+  static constexpr size_t kMaxPlans = 1024;
+  std::mutex mu;  // held from lookup to the enqueue (the bias attribute is per call)
+  Plan* Find(const PlanKey& key) {
+    auto it = plans_.find(key);
+    return it == plans_.end() ? nullptr : it->second.get();
+  }
+  Plan* Insert(const PlanKey& key, std::unique_ptr<Plan> plan) {
+    if (plans_.size() >= kMaxPlans) plans_.clear();
+    return plans_.emplace(key, std::move(plan)).first->second.get();
+  }
+
+ private:
+  std::map<PlanKey, std::unique_ptr<Plan>> plans_;
+};
+
+PlanCache& Plans() {
+  static PlanCache* cache = new PlanCache();  // never destroyed: handles may outlive statics
+  return *cache;
+}
+
 void Gemm(cublasLtHandle_t lt, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
           float alpha, const void* a, int64_t lda, const void* b, int64_t ldb, cudaDataType_t inputs,
           float beta, float* c, int64_t ldc, const GemmOptions& options, GemmWorkspace workspace,
@@ -127,27 +168,39 @@ void Gemm(cublasLtHandle_t lt, bool trans_a, bool trans_b, int64_t m, int64_t n,
   LS_CHECK_GE(lda, trans_a ? m : k) << "Sgemm: lda too small";
   LS_CHECK_GE(ldb, trans_b ? k : n) << "Sgemm: ldb too small";
 
-  cublasLtMatmulHeuristicResult_t heuristic = {};
-  auto fused = std::make_unique<Descriptors>();
-  GemmEpilogue in_gemm = options.epilogue;
-  if (!FindAlgorithm(lt, *fused, trans_a, trans_b, m, n, k, a, lda, b, ldb, inputs, c, ldc, options,
-                     in_gemm, workspace, &heuristic)) {
-    LS_CHECK(in_gemm != GemmEpilogue::kNone)
-        << "Sgemm: cuBLASLt found no algorithm for m=" << m << " n=" << n << " k=" << k
-        << " lda=" << lda << " ldb=" << ldb << " ldc=" << ldc << " trans_a=" << trans_a
-        << " trans_b=" << trans_b;
-    // No fused epilogue for this problem: plain GEMM, then the epilogue kernel.
-    in_gemm = GemmEpilogue::kNone;
-    fused = std::make_unique<Descriptors>();
-    LS_CHECK(FindAlgorithm(lt, *fused, trans_a, trans_b, m, n, k, a, lda, b, ldb, inputs, c, ldc,
-                           options, in_gemm, workspace, &heuristic))
-        << "Sgemm: cuBLASLt found no algorithm for m=" << m << " n=" << n << " k=" << k;
+  const size_t ws_bytes = workspace.ptr != nullptr ? workspace.bytes : 0;
+  const PlanKey key{lt, trans_a, trans_b, m, n, k, lda, ldb, ldc, static_cast<int>(inputs),
+                    static_cast<int>(options.epilogue), options.allow_tf32, Alignment(a), Alignment(b),
+                    Alignment(c), bias != nullptr ? Alignment(bias) : 0u, ws_bytes};
+  PlanCache& cache = Plans();
+  std::lock_guard<std::mutex> lock(cache.mu);
+  Plan* plan = cache.Find(key);
+  if (plan == nullptr) {
+    auto fresh = std::make_unique<Plan>();
+    fresh->in_gemm = options.epilogue;
+    if (!FindAlgorithm(lt, fresh->d, trans_a, trans_b, m, n, k, a, lda, b, ldb, inputs, c, ldc, options,
+                       fresh->in_gemm, workspace, &fresh->heuristic)) {
+      LS_CHECK(fresh->in_gemm != GemmEpilogue::kNone)
+          << "Sgemm: cuBLASLt found no algorithm for m=" << m << " n=" << n << " k=" << k
+          << " lda=" << lda << " ldb=" << ldb << " ldc=" << ldc << " trans_a=" << trans_a
+          << " trans_b=" << trans_b;
+      // No fused epilogue for this problem: plain GEMM, then the epilogue kernel.
+      fresh = std::make_unique<Plan>();
+      fresh->in_gemm = GemmEpilogue::kNone;
+      LS_CHECK(FindAlgorithm(lt, fresh->d, trans_a, trans_b, m, n, k, a, lda, b, ldb, inputs, c, ldc,
+                             options, fresh->in_gemm, workspace, &fresh->heuristic))
+          << "Sgemm: cuBLASLt found no algorithm for m=" << m << " n=" << n << " k=" << k;
+    }
+    plan = cache.Insert(key, std::move(fresh));
+  } else if (HasBias(plan->in_gemm)) {
+    const void* bias_ptr = bias;
+    LS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->d.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_ptr,
+                                                   sizeof(bias_ptr)));
   }
-  const Descriptors& d = *fused;
+  const Descriptors& d = plan->d;
   LS_CUBLAS_CHECK(cublasLtMatmul(lt, d.op, &alpha, b, d.a, a, d.b, &beta, c, d.c, c, d.c,
-                                 &heuristic.algo, workspace.ptr,
-                                 workspace.ptr != nullptr ? workspace.bytes : 0, stream));
-  if (in_gemm != options.epilogue) {
+                                 &plan->heuristic.algo, workspace.ptr, ws_bytes, stream));
+  if (plan->in_gemm != options.epilogue) {
     internal::GemmEpilogueKernelLaunch(c, m, n, ldc, /*k_is_zero=*/false, beta, bias, relu, stream);
   }
 }

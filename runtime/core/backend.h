@@ -58,6 +58,11 @@ class Backend {
   virtual void CopyToHost(void* host_dst, const void* src, size_t bytes) = 0;    // device -> host
   virtual void CopyFromHost(void* dst, const void* host_src, size_t bytes) = 0;  // host -> device
   virtual void Synchronize() {}
+  // Host memory the backend copies to and from fastest: page-locked on a GPU (DMA
+  // without a bounce buffer), plain on the CPU. For host copies of device state that
+  // are reused (checkpoint snapshots). nullptr for 0 bytes; throws std::bad_alloc.
+  virtual void* AllocateHost(size_t bytes);
+  virtual void FreeHost(void* p);
   virtual BackendMemoryStats memory_stats() const { return {}; }
 
   // ---- dense algebra ----
@@ -171,6 +176,27 @@ class Backend {
                        int64_t n) = 0;
   virtual void AdamStep(const AdamHyper& h, float* param, const float* grad, float* m, float* v,
                         int64_t n) = 0;
+};
+
+// Host memory from Backend::AllocateHost, grown on demand and kept for reuse.
+class HostBuffer {
+ public:
+  explicit HostBuffer(Backend* backend) : backend_(backend) {}
+  ~HostBuffer() { backend_->FreeHost(data_); }
+  HostBuffer(HostBuffer&& o) noexcept : backend_(o.backend_), data_(o.data_), bytes_(o.bytes_) {
+    o.data_ = nullptr;
+    o.bytes_ = 0;
+  }
+  HostBuffer(const HostBuffer&) = delete;
+  HostBuffer& operator=(const HostBuffer&) = delete;
+  HostBuffer& operator=(HostBuffer&&) = delete;
+  // At least `bytes` (contents not kept when it grows).
+  void* Reserve(size_t bytes);
+
+ private:
+  Backend* backend_;
+  void* data_ = nullptr;
+  size_t bytes_ = 0;
 };
 
 // The precision of GEMM inputs (training.precision). kBf16Inputs: A and B rounded to

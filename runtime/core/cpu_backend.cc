@@ -26,14 +26,10 @@ class CpuBackend final : public Backend {
   Device device() const override { return Device{DeviceKind::kCpu, 0}; }
   std::string name() const override { return "cpu"; }
 
-  void* Allocate(size_t bytes) override {
-    if (bytes == 0) return nullptr;
-    // 64-byte alignment: whole cache lines, and AVX-512 loads never split.
-    void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
-    if (p == nullptr) throw std::bad_alloc();
-    return p;
-  }
-  void Free(void* p) override { std::free(p); }
+  // Host memory is device memory here: 64-byte aligned (whole cache lines, AVX-512
+  // loads never split), see Backend::AllocateHost.
+  void* Allocate(size_t bytes) override { return AllocateHost(bytes); }
+  void Free(void* p) override { FreeHost(p); }
   void ZeroBytes(void* p, size_t bytes) override {
     if (bytes) std::memset(p, 0, bytes);
   }

@@ -8,6 +8,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <new>
 #include <optional>
 
 #include "common/check.h"
@@ -106,6 +107,18 @@ class CudaBackend final : public Backend {
     Synchronize();
   }
   void Synchronize() override { LS_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+  void* AllocateHost(size_t bytes) override {
+    if (bytes == 0) return nullptr;
+    void* p = nullptr;
+    if (cudaMallocHost(&p, bytes) != cudaSuccess) {
+      (void)cudaGetLastError();
+      throw std::bad_alloc();
+    }
+    return p;
+  }
+  void FreeHost(void* p) override {
+    if (p != nullptr) LS_CUDA_CHECK(cudaFreeHost(p));
+  }
   BackendMemoryStats memory_stats() const override {
     const kc::AllocatorStats s = allocator_->stats();
     return BackendMemoryStats{s.bytes_in_use, s.peak_bytes_in_use, s.bytes_reserved,
