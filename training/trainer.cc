@@ -21,6 +21,7 @@
 #include "runtime/core/cuda_backend.h"
 #include "runtime/core/host_staged_communicator.h"
 #include "runtime/core/sequence_loss.h"
+#include "training/nccl_collectives.h"
 #include "training/gan_state.h"
 #include "training/preemption.h"
 #include "training/heartbeat.h"
@@ -90,6 +91,7 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainOptions& options) {
     if (!barrier.ok()) t->AbortJob(barrier);
   }
   LS_RETURN_IF_ERROR(agreed);
+  LS_RETURN_IF_ERROR(t->SetUpNccl());
   // Every rank starts from rank 0's parameters, whatever its own initialisation did.
   for (ModelPart& part : t->parts_) {
     Status sent = t->DeviceComm().BroadcastSync(part.model->params().raw(), part.model->param_count(),
@@ -178,6 +180,23 @@ Status Trainer::SetUp() {
   host_labels_.resize(static_cast<size_t>(micro_batch_ * targets));
 
   if (!options_.run_dir.empty() && rank_ == 0) LS_RETURN_IF_ERROR(MakeDirs(options_.run_dir));
+  return Status::Ok();
+}
+
+Status Trainer::SetUpNccl() {
+  if (backend_->device().kind == DeviceKind::kCpu ||
+      recipe_.recipe.distributed().device_collectives() != config::NCCL) {
+    return Status::Ok();
+  }
+  // Collective (NCCL's init), so after the start-up agreement: every rank gets here.
+  Result<std::unique_ptr<comm::Communicator>> nccl = CreateNcclDeviceCommunicator(comm_.get(), *backend_);
+  LS_RETURN_IF_ERROR(AgreeAcrossRanks(nccl.ok() ? Status::Ok() : nccl.status()));
+  device_comm_ = std::move(nccl).value();
+  device_comm_->set_default_deadline(deadline_);
+  for (ModelPart& part : parts_) part.reducer->set_communicator(device_comm_.get());
+  if (rank_ == 0) {
+    LS_LOG(INFO) << "gradients and parameters over NCCL";
+  }
   return Status::Ok();
 }
 

@@ -136,6 +136,9 @@ class Trainer {
   // Every rank learns whether every rank set up, and whether all built the same model
   // from the same recipe; a mismatch fails on every rank naming the ranks that differ.
   Status AgreeAcrossRanks(const Status& local_setup);
+  // distributed.device_collectives: NCCL on GPU ranks: replaces the host-staged device
+  // communicator. Collective; called after the start-up agreement.
+  Status SetUpNccl();
   // One optimiser step on the global batch (epoch, step_in_epoch). Returns the GLOBAL
   // loss sum and correct count (reduced over ranks); *samples = global batch size.
   Result<LossValue> Step(int64_t epoch, int64_t step_in_epoch, int64_t* samples);

@@ -64,6 +64,9 @@ class Backend {
   virtual void* AllocateHost(size_t bytes);
   virtual void FreeHost(void* p);
   virtual BackendMemoryStats memory_stats() const { return {}; }
+  // The native queue the backend's work runs on (a cudaStream_t on CUDA), for
+  // communicators that must order their own work after it; null on the CPU.
+  virtual void* native_stream() const { return nullptr; }
 
   // ---- dense algebra ----
   // Row-major C = alpha op(A) op(B) + beta C (see kernels/cpu/gemm.h).

@@ -84,6 +84,7 @@ class CudaBackend final : public Backend {
   }
 
   Device device() const override { return Device{DeviceKind::kCuda, options_.device}; }
+  void* native_stream() const override { return stream_; }
   std::string name() const override { return "cuda:" + std::to_string(options_.device); }
 
   // ---- memory ----

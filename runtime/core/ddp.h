@@ -56,6 +56,7 @@ class GradientReducer {
   const ReducerStats& stats() const { return stats_; }
   void set_record_finish_windows(bool on) { options_.record_finish_windows = on; }
   void set_overlap(bool on) { options_.overlap = on; }  // between steps
+  void set_communicator(comm::Communicator* comm) { comm_ = comm; }  // between steps
   void ResetStats() { stats_ = ReducerStats{}; }
 
  private:
