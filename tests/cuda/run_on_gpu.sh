@@ -3,7 +3,8 @@
 # there, build the CUDA test bundle (tests/cuda/bundle), run every CUDA test with
 # LOCKSTEP_REQUIRE_CUDA=1 (a missing device fails): the kernel tests, the runtime's
 # CUDA backend op suite + 50 CNN steps (when OpenBLAS is carried, see below), NCCL at
-# world size 1; then the kernel benchmark, then compute-sanitizer memcheck on the
+# world size 1; then the kernel benchmark and the end-to-end training benchmark against
+# PyTorch (bench/training/compare_pytorch_cuda.sh), then compute-sanitizer memcheck on the
 # kernel tests. Logs go to $OUT (or ./gpu-logs). Exit status: the tests' status.
 # Usage, from the repository root:
 #   tests/cuda/run_on_gpu.sh [googletest-source-dir]
@@ -96,6 +97,13 @@ if stage bench && [ -x "$BUILD/bench_kernels_cuda" ]; then
     > "$OUT/bench_kernels_cuda.txt" 2>&1
   echo "bench_kernels_cuda: exit $?"
   cat "$OUT/bench_kernels_cuda.txt"
+fi
+# End-to-end training samples/s of the recipes' MLP and CNN, lockstep vs PyTorch eager
+# on this GPU (never changes the exit status either).
+if stage bench && [ -x "$BUILD/bench_training_cuda" ]; then
+  timeout 240 bench/training/compare_pytorch_cuda.sh "$BUILD/bench_training_cuda" > "$OUT/e2e.txt" 2>&1
+  echo "compare_pytorch_cuda: exit $?"
+  cat "$OUT/e2e.txt"
 fi
 
 if stage memcheck && command -v compute-sanitizer > /dev/null; then
