@@ -263,24 +263,6 @@ TEST_F(CudaSequenceTest, LayerNormBackwardWithNoRowsOnlyAppliesGradBeta) {
 
 // ---- recurrent ---------------------------------------------------------------------
 
-std::vector<StepFlags> AllFlags(bool with_alias) {
-  std::vector<StepFlags> out;
-  for (int mask = 0; mask < (with_alias ? 16 : 8); ++mask) {
-    StepFlags f;
-    f.prev = mask & 1;
-    f.dy = mask & 2;
-    f.carry = mask & 4;
-    f.alias = mask & 8;
-    if (f.alias && !f.carry) continue;
-    out.push_back(f);
-  }
-  return out;
-}
-
-::testing::Message Describe(const cpu::RecurrentStep& s, const StepFlags& f) {
-  return ::testing::Message() << "batch=" << s.batch << " units=" << s.units << " prev=" << f.prev
-                              << " dy=" << f.dy << " carry=" << f.carry << " alias=" << f.alias;
-}
 
 // The device copies of a StepBuffers.
 struct DeviceStep {

@@ -299,24 +299,6 @@ TEST(CudaLayerNormOrderHostTest, ChunksTileTheRows) {
 
 // ---- recurrent ---------------------------------------------------------------------
 
-std::vector<StepFlags> AllFlags(bool with_alias) {
-  std::vector<StepFlags> out;
-  for (int mask = 0; mask < (with_alias ? 16 : 8); ++mask) {
-    StepFlags f;
-    f.prev = mask & 1;
-    f.dy = mask & 2;
-    f.carry = mask & 4;
-    f.alias = mask & 8;
-    if (f.alias && !f.carry) continue;
-    out.push_back(f);
-  }
-  return out;
-}
-
-::testing::Message Describe(const cpu::RecurrentStep& s, const StepFlags& f) {
-  return ::testing::Message() << "batch=" << s.batch << " units=" << s.units << " prev=" << f.prev
-                              << " dy=" << f.dy << " carry=" << f.carry << " alias=" << f.alias;
-}
 
 TEST(CudaRecurrentCellHostTest, LstmReplayMatchesCpu) {
   TestRng rng(75);

@@ -10,6 +10,8 @@
 // -ffp-contract=off they equal the replays bitwise. Test-only, header-only.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -235,6 +237,26 @@ inline void ReplayGruBackward(StepBuffers* b, const StepFlags& f, std::vector<fl
                        b->dy_stride, f.carry ? b->carry.data() : nullptr, out,
                        dgates->data() + go, drec->data() + go);
   }
+}
+
+// Every combination of the optional inputs (the alias case only with a carry).
+inline std::vector<StepFlags> AllFlags(bool with_alias) {
+  std::vector<StepFlags> out;
+  for (int mask = 0; mask < (with_alias ? 16 : 8); ++mask) {
+    StepFlags f;
+    f.prev = mask & 1;
+    f.dy = mask & 2;
+    f.carry = mask & 4;
+    f.alias = mask & 8;
+    if (f.alias && !f.carry) continue;
+    out.push_back(f);
+  }
+  return out;
+}
+
+inline ::testing::Message Describe(const cpu::RecurrentStep& s, const StepFlags& f) {
+  return ::testing::Message() << "batch=" << s.batch << " units=" << s.units << " prev=" << f.prev
+                              << " dy=" << f.dy << " carry=" << f.carry << " alias=" << f.alias;
 }
 
 }  // namespace lockstep::kernels::cuda::testing
