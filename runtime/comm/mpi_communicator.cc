@@ -54,10 +54,16 @@ bool FitsInt(const std::vector<int64_t>& offsets, int64_t limit) { return offset
 
 }  // namespace
 
+bool EnvFlag(const char* name) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != '\0' && std::string(v) != "0";
+}
+
 struct MpiCommunicator::OpState {
   CollectiveKind kind;
   CollectiveTag tag;
   int64_t seq = 0;
+  bool issued_here = false;  // issued on the issuing thread (IssueAllReduce), not the comm thread
   std::mutex mu;
   std::condition_variable cv;
   Status status;                  // guarded by mu
@@ -89,6 +95,47 @@ class MpiCommunicator::Handle : public CommHandle {
  private:
   std::shared_ptr<OpState> state_;
   MpiCommunicator* comm_;
+};
+
+// An all-reduce in flight on MPI requests the issuing thread started: every Test or
+// Wait progresses it (and, through MPI's progress engine, the others in flight).
+class MpiCommunicator::IssuedHandle : public CommHandle {
+ public:
+  IssuedHandle(std::shared_ptr<OpState> state, MpiCommunicator* comm, std::vector<MPI_Request> requests)
+      : state_(std::move(state)), comm_(comm), requests_(std::move(requests)) {}
+
+  Status Wait(std::chrono::milliseconds deadline) override {
+    const auto give_up = std::chrono::steady_clock::now() + deadline;
+    while (!Test()) {
+      if (std::chrono::steady_clock::now() >= give_up) {
+        return DeadlineExceededError(comm_->DescribeStall(*state_, deadline));
+      }
+      // Ranks may share cores: let a peer that still computes have this one.
+      std::this_thread::yield();
+    }
+    std::lock_guard<std::mutex> lock(state_->mu);
+    return state_->status;
+  }
+
+  bool Test() override {
+    if (state_->done.load()) return true;
+    std::lock_guard<std::mutex> lock(state_->mu);
+    if (state_->done.load()) return true;
+    int flag = 0;
+    const int rc = MPI_Testall(static_cast<int>(requests_.size()), requests_.data(), &flag, MPI_STATUSES_IGNORE);
+    if (rc != MPI_SUCCESS) {
+      state_->status = InternalError("MPI_Testall failed (code " + std::to_string(rc) + ") in " +
+                                     state_->Describe(comm_->name_) + " on " + ProcessDescription());
+      flag = 1;
+    }
+    if (flag) state_->done = true;
+    return flag != 0;
+  }
+
+ private:
+  std::shared_ptr<OpState> state_;
+  MpiCommunicator* comm_;
+  std::vector<MPI_Request> requests_;  // guarded by state_->mu
 };
 
 Result<std::unique_ptr<MpiCommunicator>> MpiCommunicator::Create(std::string name, MpiOptions options) {
@@ -206,6 +253,7 @@ void MpiCommunicator::ThreadMain() {
       running_.reset();
       if (!status.ok() && broken_.ok()) broken_ = status;
     }
+    idle_cv_.notify_all();
     {
       std::lock_guard<std::mutex> lock(op.state->mu);
       op.state->status = std::move(status);
@@ -258,7 +306,9 @@ std::string MpiCommunicator::DescribeStall(const OpState& waited, std::chrono::m
   out << waited.Describe(name_) << " did not complete within " << deadline.count() << " ms on "
       << ProcessDescription() << ". ";
   int64_t stalled_seq = waited.seq;
-  {
+  if (waited.issued_here) {
+    out << "This rank started it (MPI_Iallreduce on the issuing thread). ";
+  } else {
     std::lock_guard<std::mutex> lock(mu_);
     if (running_ && running_.get() != &waited) {
       stalled_seq = running_->seq;
@@ -318,8 +368,57 @@ Status MpiCommunicator::AllGatherVByBroadcast(const char* send, char* recv, cons
   return Status::Ok();
 }
 
+void MpiCommunicator::WaitForCommThreadIdle() {
+  std::unique_lock<std::mutex> lock(mu_);
+  idle_cv_.wait(lock, [&] { return queue_.empty() && !running_; });
+}
+
+std::shared_ptr<CommHandle> MpiCommunicator::IssueAllReduce(void* buf, int64_t count, DataType dtype, ReduceOp op,
+                                                            CollectiveTag tag) {
+  auto state = std::make_shared<OpState>();
+  state->kind = CollectiveKind::kAllReduce;
+  state->tag = std::move(tag);
+  state->seq = next_seq_++;
+  state->issued_here = true;
+  WaitForCommThreadIdle();  // in steady training nothing is queued: no wait
+  Status broken;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    broken = broken_;
+  }
+  Status status;
+  std::vector<MPI_Request> requests;
+  if (!broken.ok()) {
+    status = FailedPreconditionError(state->Describe(name_) + " not run: communicator '" + name_ +
+                                     "' is broken since an earlier collective failed: " + broken.message());
+  } else {
+    // The comm thread is idle, so this thread may use its announcement buffers.
+    if (options_.track_arrivals) status = Announce(state->seq);
+    char* p = static_cast<char*>(buf);
+    const size_t elem = DataTypeSize(dtype);
+    for (int64_t off = 0; status.ok() && off < count; off += options_.max_elements_per_call) {
+      const int n = static_cast<int>(std::min(options_.max_elements_per_call, count - off));
+      requests.emplace_back(MPI_REQUEST_NULL);
+      status = [&]() -> Status {
+        LS_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, p + off * elem, n, ToMpi(dtype), ToMpi(op), comm_, &requests.back()));
+        return Status::Ok();
+      }();
+    }
+  }
+  if (!status.ok()) {
+    status = status.WithContext(state->Describe(name_));
+    std::lock_guard<std::mutex> lock(mu_);
+    if (broken_.ok()) broken_ = status;
+    return MakeReadyHandle(status);
+  }
+  return std::make_shared<IssuedHandle>(std::move(state), this, std::move(requests));
+}
+
 std::shared_ptr<CommHandle> MpiCommunicator::DoAllReduce(void* buf, int64_t count, DataType dtype, ReduceOp op,
                                                          CollectiveTag tag) {
+  if (options_.progress_all_reduce_on_issuing_thread && runtime_->thread_multiple()) {
+    return IssueAllReduce(buf, count, dtype, op, std::move(tag));
+  }
   return Enqueue(CollectiveKind::kAllReduce, std::move(tag), [this, buf, count, dtype, op]() -> Status {
     char* p = static_cast<char*>(buf);
     size_t elem = DataTypeSize(dtype);

@@ -34,12 +34,27 @@
 
 namespace lockstep::comm {
 
+// True when the environment variable is set to a non-empty value other than "0".
+bool EnvFlag(const char* name);
+
 struct MpiOptions {
   // Counts above this are split into several MPI calls (MPI counts are int). Tests
   // lower it to exercise the split paths with small buffers.
   int64_t max_elements_per_call = int64_t{1} << 30;
   // Announce collective starts to peers so that time-outs can name missing ranks.
   bool track_arrivals = true;
+  // All-reduces are issued as MPI_Iallreduce on the issuing thread and progress
+  // whenever their handles are tested or waited on (the DDP reducer tests its buckets
+  // after every layer's backward), instead of running on the communication thread.
+  // With a core per rank busy computing, a comm thread gets the CPU only in
+  // scheduler slices that rarely line up with its peers', so buckets started during
+  // backward barely progressed (0-0.4 of the all-reduce hidden); progress made by the
+  // compute thread between layers hid ~0.8 at the same throughput (bench_ddp, CNN,
+  // 2 ranks on 2 cores). Needs MPI_THREAD_MULTIPLE; without it the comm thread runs
+  // them. The other collectives always use the comm thread. The environment variable
+  // LOCKSTEP_MPI_ALLREDUCE_ON_COMM_THREAD=1 turns it off (the A/B knob of bench_ddp,
+  // and a way out should an MPI's non-blocking collectives misbehave).
+  bool progress_all_reduce_on_issuing_thread = !EnvFlag("LOCKSTEP_MPI_ALLREDUCE_ON_COMM_THREAD");
 };
 
 class MpiCommunicator : public Communicator {
@@ -48,7 +63,8 @@ class MpiCommunicator : public Communicator {
   // MPI when needed (see MpiRuntime) and sets this process's rank for log lines.
   static Result<std::unique_ptr<MpiCommunicator>> Create(std::string name = "world", MpiOptions options = {});
   // Completes every queued collective, then frees its MPI communicators. Must not be
-  // called while a collective is stuck (after a Wait time-out, Abort instead).
+  // called while a collective is stuck (after a Wait time-out, Abort instead), nor
+  // before the handles of all-reduces issued on the issuing thread have completed.
   ~MpiCommunicator() override;
 
   int rank() const override { return rank_; }
@@ -78,6 +94,7 @@ class MpiCommunicator : public Communicator {
  private:
   struct OpState;
   class Handle;
+  class IssuedHandle;
   struct Op {
     std::shared_ptr<OpState> state;
     std::function<Status()> body;  // runs on the comm thread
@@ -86,6 +103,11 @@ class MpiCommunicator : public Communicator {
   MpiCommunicator(std::shared_ptr<MpiRuntime> runtime, MPI_Comm comm, MPI_Comm arrival_comm, std::string name,
                   MpiOptions options);
   std::shared_ptr<CommHandle> Enqueue(CollectiveKind kind, CollectiveTag tag, std::function<Status()> body);
+  // MPI_Iallreduce on the calling (issuing) thread, after the comm thread has issued
+  // everything queued before it (so MPI sees collectives in issue order on every rank).
+  std::shared_ptr<CommHandle> IssueAllReduce(void* buf, int64_t count, DataType dtype, ReduceOp op,
+                                             CollectiveTag tag);
+  void WaitForCommThreadIdle();
   void ThreadMain();
   Status Announce(int64_t seq);  // comm thread
   Status DrainArrivals();        // comm thread, or a waiting thread under THREAD_MULTIPLE
@@ -105,7 +127,8 @@ class MpiCommunicator : public Communicator {
   int64_t next_seq_ = 1;  // issuing thread only
 
   std::mutex mu_;  // guards the fields below
-  std::condition_variable cv_;
+  std::condition_variable cv_;       // wakes the comm thread
+  std::condition_variable idle_cv_;  // the comm thread finished an op
   std::deque<Op> queue_;
   bool stop_ = false;
   std::shared_ptr<OpState> running_;  // the collective the comm thread is in, if any

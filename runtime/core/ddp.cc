@@ -30,6 +30,9 @@ void GradientReducer::Launch(size_t b) {
 
 void GradientReducer::OnGradsReady(int64_t prefix) {
   if (!options_.overlap) return;
+  // Testing the buckets in flight is what progresses them when the communicator runs
+  // all-reduces on this thread (MpiOptions::progress_all_reduce_on_issuing_thread).
+  for (auto& handle : in_flight_) handle->Test();
   while (next_bucket_ < bucket_starts_.size()) {
     int64_t end = next_bucket_ + 1 < bucket_starts_.size() ? bucket_starts_[next_bucket_ + 1] : count_;
     if (end > prefix) break;

@@ -35,6 +35,8 @@ using testing::kCpuAbsTol;
 using testing::kCpuRelTol;
 using testing::StepBuffers;
 using testing::StepFlags;
+using testing::AllFlags;
+using testing::Describe;
 using testing::WithinUlps;
 
 // DeviceBuffer's fill (all bytes 0xFF), so untouched padding compares bitwise.

@@ -33,6 +33,8 @@ using testing::kCpuAbsTol;
 using testing::kCpuRelTol;
 using testing::StepBuffers;
 using testing::StepFlags;
+using testing::AllFlags;
+using testing::Describe;
 
 uint32_t Bits(float f) {
   uint32_t u;
