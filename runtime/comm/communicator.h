@@ -33,6 +33,10 @@ struct CollectiveTag {
   std::string name;
   int64_t step = -1;
   int64_t bucket = -1;
+  // The caller keeps testing the handle while it computes (the DDP reducer between
+  // layers): a communicator may progress the collective from those tests instead of
+  // a thread of its own (MpiOptions::progress_all_reduce_on_issuing_thread).
+  bool caller_polls = false;
 
   std::string ToString() const;
 };

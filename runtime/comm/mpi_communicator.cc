@@ -416,7 +416,8 @@ std::shared_ptr<CommHandle> MpiCommunicator::IssueAllReduce(void* buf, int64_t c
 
 std::shared_ptr<CommHandle> MpiCommunicator::DoAllReduce(void* buf, int64_t count, DataType dtype, ReduceOp op,
                                                          CollectiveTag tag) {
-  if (options_.progress_all_reduce_on_issuing_thread && runtime_->thread_multiple()) {
+  if (tag.caller_polls && options_.progress_all_reduce_on_issuing_thread && runtime_->thread_multiple() &&
+      count * static_cast<int64_t>(DataTypeSize(dtype)) <= options_.issue_all_reduce_max_bytes) {
     return IssueAllReduce(buf, count, dtype, op, std::move(tag));
   }
   return Enqueue(CollectiveKind::kAllReduce, std::move(tag), [this, buf, count, dtype, op]() -> Status {

@@ -43,18 +43,26 @@ struct MpiOptions {
   int64_t max_elements_per_call = int64_t{1} << 30;
   // Announce collective starts to peers so that time-outs can name missing ranks.
   bool track_arrivals = true;
-  // All-reduces are issued as MPI_Iallreduce on the issuing thread and progress
-  // whenever their handles are tested or waited on (the DDP reducer tests its buckets
-  // after every layer's backward), instead of running on the communication thread.
+  // All-reduces tagged caller_polls (the DDP reducer's buckets when it overlaps) of up
+  // to issue_all_reduce_max_bytes are issued as MPI_Iallreduce on the issuing thread
+  // and progress whenever their handles are tested or waited on (the reducer tests its
+  // buckets after every layer's backward), instead of running on the communication
+  // thread.
   // With a core per rank busy computing, a comm thread gets the CPU only in
   // scheduler slices that rarely line up with its peers', so buckets started during
   // backward barely progressed (0-0.4 of the all-reduce hidden); progress made by the
   // compute thread between layers hid ~0.8 at the same throughput (bench_ddp, CNN,
   // 2 ranks on 2 cores). Needs MPI_THREAD_MULTIPLE; without it the comm thread runs
-  // them. The other collectives always use the comm thread. The environment variable
+  // them. Other collectives, and all-reduces whose caller just waits, use the comm
+  // thread's blocking calls, whose bandwidth is the better (below). The variable
   // LOCKSTEP_MPI_ALLREDUCE_ON_COMM_THREAD=1 turns it off (the A/B knob of bench_ddp,
   // and a way out should an MPI's non-blocking collectives misbehave).
   bool progress_all_reduce_on_issuing_thread = !EnvFlag("LOCKSTEP_MPI_ALLREDUCE_ON_COMM_THREAD");
+  // Larger ones stay on the comm thread's blocking MPI_Allreduce too: OpenMPI 4.1's
+  // non-blocking all-reduce (libnbc, any of its algorithms) moved 0.4-0.85 of the
+  // blocking one's bandwidth at 128 KiB-8 MiB (bench_allreduce, 2 ranks), and a bucket
+  // this large is too coarse to overlap much anyway.
+  int64_t issue_all_reduce_max_bytes = int64_t{1} << 20;
 };
 
 class MpiCommunicator : public Communicator {

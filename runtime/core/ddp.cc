@@ -23,6 +23,7 @@ void GradientReducer::Launch(size_t b) {
   int64_t begin = bucket_starts_[b];
   int64_t end = b + 1 < bucket_starts_.size() ? bucket_starts_[b + 1] : count_;
   comm::CollectiveTag tag{"gradient bucket", step_, static_cast<int64_t>(b)};
+  tag.caller_polls = options_.overlap;  // OnGradsReady tests the buckets in flight
   in_flight_.push_back(comm_->AllReduce(grads_ + begin, end - begin, comm::DataType::kFloat32,
                                         comm::ReduceOp::kSum, tag));
   ++stats_.buckets_launched;

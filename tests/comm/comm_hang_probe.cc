@@ -18,11 +18,14 @@ using namespace lockstep::comm;
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: comm_hang_probe DEADLINE_MS [STEPS]\n");
+    std::fprintf(stderr, "usage: comm_hang_probe DEADLINE_MS [STEPS [polled]]\n");
     return 2;
   }
   const int deadline_ms = std::atoi(argv[1]);
   const int steps = argc > 2 ? std::atoi(argv[2]) : 5;
+  // "polled": tag the all-reduces caller_polls, as the overlapping DDP reducer does (they
+  // are then issued and progressed on this thread instead of the comm thread).
+  const bool polled = argc > 3 && std::string(argv[3]) == "polled";
   auto mpi = MpiCommunicator::Create("world");
   if (!mpi.ok()) {
     std::fprintf(stderr, "comm_hang_probe: %s\n", mpi.status().ToString().c_str());
@@ -36,8 +39,9 @@ int main(int argc, char** argv) {
   auto* faults = dynamic_cast<FaultInjectingCommunicator*>(comm->get());
   std::vector<float> grad(1024, 1.0f);
   for (int step = 1; step <= steps; ++step) {
-    auto handle = (*comm)->AllReduce(grad.data(), grad.size(), DataType::kFloat32, ReduceOp::kSum,
-                                     {"grad_bucket", step, 0});
+    CollectiveTag tag{"grad_bucket", step, 0};
+    tag.caller_polls = polled;
+    auto handle = (*comm)->AllReduce(grad.data(), grad.size(), DataType::kFloat32, ReduceOp::kSum, tag);
     lockstep::Status status = handle->Wait(std::chrono::milliseconds(deadline_ms));
     if (status.ok()) continue;
     std::fprintf(stderr, "comm_hang_probe: rank %d: %s\n", (*comm)->rank(), status.ToString().c_str());

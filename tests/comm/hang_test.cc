@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <string>
+#include <tuple>
 #include <thread>
 
 extern char** environ;
@@ -73,16 +74,19 @@ RunResult RunWithLimit(const std::string& command, std::chrono::seconds limit) {
 }
 
 // The hung collective's index: early, and after more than two of the comm thread's
-// arrival drains (every 64th collective), so queued announcements are counted right.
-class CommHang : public ::testing::TestWithParam<int> {};
+// arrival drains (every 64th collective), so queued announcements are counted right;
+// and whether the all-reduces are caller-polled (issued on the calling thread, as the
+// overlapping DDP reducer's are) or run on the comm thread.
+class CommHang : public ::testing::TestWithParam<std::tuple<int, bool>> {};
 
 TEST_P(CommHang, DeadlineNamesCollectiveTagAndMissingRankAndEveryRankExits) {
   constexpr int kDeadlineMs = 3000;
-  const int hung = GetParam();
+  const int hung = std::get<0>(GetParam());
+  const bool polled = std::get<1>(GetParam());
   const std::string command = std::string("exec timeout -s KILL 60 ") + LOCKSTEP_COMM_MPIRUN +
                               " -x LOCKSTEP_FAULT_INJECT=rank=1,op=allreduce,index=" + std::to_string(hung) +
                               ",action=hang -np 3 " + LOCKSTEP_COMM_HANG_PROBE + " " + std::to_string(kDeadlineMs) +
-                              " " + std::to_string(hung + 2);
+                              " " + std::to_string(hung + 2) + (polled ? " polled" : "");
   RunResult run = RunWithLimit(command, std::chrono::seconds(90));
   SCOPED_TRACE(run.output);
   EXPECT_NE(run.exit_code, 0);
@@ -94,9 +98,10 @@ TEST_P(CommHang, DeadlineNamesCollectiveTagAndMissingRankAndEveryRankExits) {
   EXPECT_LT(run.seconds, kDeadlineMs / 1000.0 + 15.0);  // a generous bound, not a speed check
 }
 
-INSTANTIATE_TEST_SUITE_P(HungIndex, CommHang, ::testing::Values(3, 150),
-                         [](const ::testing::TestParamInfo<int>& info) {
-                           return "collective" + std::to_string(info.param);
+INSTANTIATE_TEST_SUITE_P(HungIndex, CommHang, ::testing::Combine(::testing::Values(3, 150), ::testing::Bool()),
+                         [](const ::testing::TestParamInfo<std::tuple<int, bool>>& info) {
+                           return "collective" + std::to_string(std::get<0>(info.param)) +
+                                  (std::get<1>(info.param) ? "_polled" : "_comm_thread");
                          });
 
 }  // namespace

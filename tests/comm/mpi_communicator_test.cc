@@ -196,6 +196,49 @@ TEST(MpiCommunicator, ManyHandlesInFlightCompleteInIssueOrder) {
   }
 }
 
+// Caller-polled all-reduces (the overlapping DDP reducer's: issued on this thread and
+// progressed by Test) in flight together with comm-thread collectives issued between
+// them, and one above the issuing-thread size limit: MPI must see every rank's calls
+// in the same order, and every result must be exact.
+TEST(MpiCommunicator, PolledAllReducesInterleaveWithOtherCollectives) {
+  auto comm = MakeComm();
+  const int n = comm->world_size(), r = comm->rank();
+  const std::vector<int64_t> counts = {0, 1, 4099, (1 << 18) + 1 /* > 1 MiB: comm thread */, 1000, 25};
+  std::vector<std::vector<float>> bufs;
+  for (int64_t c : counts) {
+    bufs.emplace_back(static_cast<size_t>(c));
+    for (int64_t i = 0; i < c; ++i) bufs.back()[i] = Value(r, i);
+  }
+  std::vector<int64_t> bcast(777, r), gathered(static_cast<size_t>(3 * n), -1);
+  const int64_t mine[3] = {r, r * 10, r * 100};
+  std::vector<std::shared_ptr<CommHandle>> handles;
+  for (size_t k = 0; k < counts.size(); ++k) {
+    CollectiveTag tag{"polled", 0, static_cast<int64_t>(k)};
+    tag.caller_polls = true;
+    handles.push_back(comm->AllReduce(bufs[k].data(), counts[k], DataType::kFloat32, ReduceOp::kSum, tag));
+    if (k == 1) handles.push_back(comm->Broadcast(bcast.data(), 777, DataType::kInt64, n - 1, {"between"}));
+    if (k == 3) handles.push_back(comm->AllGather(mine, gathered.data(), 3, DataType::kInt64, {"between"}));
+  }
+  // Poll like the reducer does between layers, then wait.
+  const auto give_up = std::chrono::steady_clock::now() + kDeadline;
+  for (bool all = false; !all;) {
+    all = true;
+    for (auto& h : handles) all = h->Test() && all;
+    ASSERT_LT(std::chrono::steady_clock::now(), give_up) << "polled collectives never completed";
+  }
+  for (auto& h : handles) ASSERT_TRUE(h->Wait(kDeadline).ok());
+  for (size_t k = 0; k < counts.size(); ++k) {
+    EXPECT_EQ(CountWrong<float>(bufs[k], 0, counts[k], [&](int64_t i) { return float(n * (n + 1) / 2 * (i % 7 + 1)); }),
+              0)
+        << "all-reduce " << k;
+  }
+  for (int64_t v : bcast) ASSERT_EQ(v, n - 1);
+  for (int src = 0; src < n; ++src) {
+    EXPECT_EQ(gathered[3 * src], src);
+    EXPECT_EQ(gathered[3 * src + 2], src * 100);
+  }
+}
+
 TEST(MpiCommunicator, DuplicateRunsIndependentlyOfItsParent) {
   auto comm = MakeComm();
   auto dup = comm->Duplicate("checkpoint");
