@@ -1,5 +1,7 @@
-// fp32 <-> bf16 against an independent host reference (round to nearest even on
-// the bit pattern), with the halfway, overflow, subnormal and NaN cases.
+// fp32 <-> bf16 against the host rounding kernels::cpu::Fp32ToBf16Bits (round to
+// nearest even; itself tested against an independent reference in
+// tests/kernels/bf16_test.cc), with the halfway, overflow, subnormal and NaN cases.
+// Any NaN pattern counts for a NaN input (the CPU's quieting rule is not required).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -7,6 +9,7 @@
 #include <limits>
 #include <vector>
 
+#include "kernels/cpu/bf16.h"
 #include "kernels/cuda/convert.h"
 #include "tests/cuda/cuda_test_util.h"
 #include "tests/kernels/kernels_test_util.h"
@@ -26,12 +29,6 @@ float FromBits(uint32_t u) {
   float f;
   std::memcpy(&f, &u, 4);
   return f;
-}
-// Round to nearest, ties to even, on the top 16 bits. (NaN handled by the caller.)
-uint16_t ReferenceBf16(float f) {
-  const uint32_t u = Bits(f);
-  const uint32_t lsb = (u >> 16) & 1u;
-  return static_cast<uint16_t>((u + 0x7FFFu + lsb) >> 16);
 }
 bool IsBf16NaN(uint16_t h) { return (h & 0x7F80u) == 0x7F80u && (h & 0x7Fu) != 0; }
 
@@ -61,10 +58,10 @@ TEST_F(CudaConvertTest, Fp32ToBf16RoundsToNearestEven) {
   const std::vector<uint16_t> y = d_y.Download();
   int64_t bad = 0;
   for (int64_t i = 0; i < n; ++i) {
-    const bool ok = std::isnan(x[i]) ? IsBf16NaN(y[i]) : y[i] == ReferenceBf16(x[i]);
+    const bool ok = std::isnan(x[i]) ? IsBf16NaN(y[i]) : y[i] == cpu::Fp32ToBf16Bits(x[i]);
     if (!ok && bad++ < 5) {
       ADD_FAILURE() << "x[" << i << "] bits 0x" << std::hex << Bits(x[i]) << " -> 0x" << y[i]
-                    << ", want 0x" << ReferenceBf16(x[i]);
+                    << ", want 0x" << cpu::Fp32ToBf16Bits(x[i]);
     }
   }
   EXPECT_EQ(bad, 0);
@@ -95,7 +92,7 @@ TEST_F(CudaConvertTest, OddLengthsRoundTrip) {
     Bf16ToFp32(d_h.get(), d_back.get(), n, stream_);
     const std::vector<float> back = d_back.Download();
     for (int64_t i = 0; i < n; ++i) {
-      ASSERT_EQ(Bits(back[i]), static_cast<uint32_t>(ReferenceBf16(x[i])) << 16)
+      ASSERT_EQ(Bits(back[i]), static_cast<uint32_t>(cpu::Fp32ToBf16Bits(x[i])) << 16)
           << "n=" << n << " i=" << i;
     }
   }

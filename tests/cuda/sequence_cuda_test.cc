@@ -29,6 +29,7 @@ namespace {
 
 using ::lockstep::kernels::testing::TestRng;
 using testing::AllClose;
+using testing::AllFlags;
 using testing::BitwiseEqual;
 using testing::DeviceBuffer;
 using testing::kCpuAbsTol;

@@ -27,6 +27,7 @@ namespace {
 
 using ::lockstep::kernels::testing::TestRng;
 using testing::AllClose;
+using testing::AllFlags;
 using testing::BitwiseEqual;
 using testing::WithinUlps;
 using testing::kCpuAbsTol;

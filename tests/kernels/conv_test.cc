@@ -1,101 +1,57 @@
 // Conv2d (im2col + GEMM) against direct double-precision loops, adjoint loops
-// for both gradients, and a finite-difference check of L = sum(y * r).
+// for both gradients, and a finite-difference check of L = sum(y * r). The shape maker
+// and the loops' product iteration are tests/kernels/conv_shapes.h (shared with the
+// CUDA conv tests' reference).
 #include "kernels/cpu/conv.h"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <sstream>
-#include <string>
 #include <vector>
 
 #include "kernels/cpu/gemm.h"
+#include "tests/kernels/conv_shapes.h"
 #include "tests/kernels/kernels_test_util.h"
 
 namespace lockstep::kernels::cpu {
 namespace {
 
+using testing::DescribeConv;
+using testing::ForEachConvProduct;
+using testing::MakeConvShape;
 using testing::MaxRelError;
 using testing::TestRng;
-
-Conv2dShape MakeShape(int64_t n, int64_t h, int64_t w, int64_t cin, int64_t cout, int64_t kh,
-                      int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
-  Conv2dShape s;
-  s.batch = n;
-  s.in_h = h;
-  s.in_w = w;
-  s.in_c = cin;
-  s.out_c = cout;
-  s.kernel_h = kh;
-  s.kernel_w = kw;
-  s.stride_h = sh;
-  s.stride_w = sw;
-  s.pad_h = ph;
-  s.pad_w = pw;
-  return s;
-}
-
-std::string Describe(const Conv2dShape& s) {
-  std::ostringstream os;
-  os << "N" << s.batch << " " << s.in_h << "x" << s.in_w << "x" << s.in_c << " -> " << s.out_c
-     << " k" << s.kernel_h << "x" << s.kernel_w << " s" << s.stride_h << "x" << s.stride_w << " p"
-     << s.pad_h << "x" << s.pad_w;
-  return os.str();
-}
 
 // Shapes covering stride 2, padding, non-square kernels, channels > 1, batch > 1 and
 // the 1x1 fast path.
 std::vector<Conv2dShape> TestShapes() {
   return {
-      MakeShape(2, 5, 6, 3, 4, 3, 3, 1, 1, 1, 1),
-      MakeShape(3, 7, 7, 2, 5, 3, 2, 2, 2, 1, 1),
-      MakeShape(1, 9, 8, 1, 2, 2, 3, 2, 1, 0, 1),
-      MakeShape(2, 6, 5, 4, 3, 1, 1, 1, 1, 0, 0),
-      MakeShape(2, 6, 5, 4, 3, 1, 1, 2, 2, 0, 0),
-      MakeShape(2, 13, 13, 8, 16, 3, 3, 1, 1, 0, 0),
-      MakeShape(3, 10, 9, 1, 16, 3, 3, 1, 1, 0, 0),  // one input channel: direct forward
-      MakeShape(2, 12, 11, 1, 64, 2, 3, 1, 1, 0, 0),
-      MakeShape(2, 7, 8, 1, 24, 3, 2, 1, 1, 0, 0),
-      MakeShape(1, 4, 4, 2, 3, 5, 5, 1, 1, 2, 2),  // kernel wider than the input interior
+      MakeConvShape(2, 5, 6, 3, 4, 3, 3, 1, 1, 1, 1),
+      MakeConvShape(3, 7, 7, 2, 5, 3, 2, 2, 2, 1, 1),
+      MakeConvShape(1, 9, 8, 1, 2, 2, 3, 2, 1, 0, 1),
+      MakeConvShape(2, 6, 5, 4, 3, 1, 1, 1, 1, 0, 0),
+      MakeConvShape(2, 6, 5, 4, 3, 1, 1, 2, 2, 0, 0),
+      MakeConvShape(2, 13, 13, 8, 16, 3, 3, 1, 1, 0, 0),
+      MakeConvShape(3, 10, 9, 1, 16, 3, 3, 1, 1, 0, 0),  // one input channel: direct forward
+      MakeConvShape(2, 12, 11, 1, 64, 2, 3, 1, 1, 0, 0),
+      MakeConvShape(2, 7, 8, 1, 24, 3, 2, 1, 1, 0, 0),
+      MakeConvShape(1, 4, 4, 2, 3, 5, 5, 1, 1, 2, 2),  // kernel wider than the input interior
   };
-}
-
-// Calls f(n, oh, ow, kh, kw, x_index_or_-1) for every output pixel and tap.
-template <typename F>
-void ForEachTap(const Conv2dShape& s, F f) {
-  for (int64_t n = 0; n < s.batch; ++n)
-    for (int64_t oh = 0; oh < s.out_h(); ++oh)
-      for (int64_t ow = 0; ow < s.out_w(); ++ow)
-        for (int64_t kh = 0; kh < s.kernel_h; ++kh)
-          for (int64_t kw = 0; kw < s.kernel_w; ++kw) {
-            const int64_t ih = oh * s.stride_h - s.pad_h + kh;
-            const int64_t iw = ow * s.stride_w - s.pad_w + kw;
-            if (ih < 0 || ih >= s.in_h || iw < 0 || iw >= s.in_w) continue;
-            const int64_t y_base = ((n * s.out_h() + oh) * s.out_w() + ow) * s.out_c;
-            const int64_t x_base = ((n * s.in_h + ih) * s.in_w + iw) * s.in_c;
-            const int64_t w_base = (kh * s.kernel_w + kw) * s.in_c * s.out_c;
-            f(y_base, x_base, w_base);
-          }
 }
 
 std::vector<double> NaiveForward(const Conv2dShape& s, const std::vector<float>& x,
                                  const std::vector<float>& w) {
   std::vector<double> y(s.col_rows() * s.out_c, 0.0);
-  ForEachTap(s, [&](int64_t yb, int64_t xb, int64_t wb) {
-    for (int64_t ci = 0; ci < s.in_c; ++ci)
-      for (int64_t co = 0; co < s.out_c; ++co)
-        y[yb + co] += static_cast<double>(x[xb + ci]) * w[wb + ci * s.out_c + co];
-  });
+  ForEachConvProduct(
+      s, [&](int64_t xi, int64_t wi, int64_t yi) { y[yi] += static_cast<double>(x[xi]) * w[wi]; });
   return y;
 }
 
 std::vector<double> NaiveBackwardData(const Conv2dShape& s, const std::vector<float>& dy,
                                       const std::vector<float>& w) {
   std::vector<double> dx(s.batch * s.in_h * s.in_w * s.in_c, 0.0);
-  ForEachTap(s, [&](int64_t yb, int64_t xb, int64_t wb) {
-    for (int64_t ci = 0; ci < s.in_c; ++ci)
-      for (int64_t co = 0; co < s.out_c; ++co)
-        dx[xb + ci] += static_cast<double>(dy[yb + co]) * w[wb + ci * s.out_c + co];
+  ForEachConvProduct(s, [&](int64_t xi, int64_t wi, int64_t yi) {
+    dx[xi] += static_cast<double>(dy[yi]) * w[wi];
   });
   return dx;
 }
@@ -103,10 +59,8 @@ std::vector<double> NaiveBackwardData(const Conv2dShape& s, const std::vector<fl
 std::vector<double> NaiveBackwardFilter(const Conv2dShape& s, const std::vector<float>& x,
                                         const std::vector<float>& dy) {
   std::vector<double> dw(s.col_cols() * s.out_c, 0.0);
-  ForEachTap(s, [&](int64_t yb, int64_t xb, int64_t wb) {
-    for (int64_t ci = 0; ci < s.in_c; ++ci)
-      for (int64_t co = 0; co < s.out_c; ++co)
-        dw[wb + ci * s.out_c + co] += static_cast<double>(x[xb + ci]) * dy[yb + co];
+  ForEachConvProduct(s, [&](int64_t xi, int64_t wi, int64_t yi) {
+    dw[wi] += static_cast<double>(x[xi]) * dy[yi];
   });
   return dw;
 }
@@ -130,7 +84,7 @@ TEST(CpuConv2dTest, ForwardMatchesDirectConvolution) {
     ConvData d = MakeData(s, 11);
     std::vector<float> y(s.col_rows() * s.out_c, NAN);
     Conv2dForward(s, d.x.data(), d.w.data(), y.data(), d.ws.data());
-    EXPECT_LT(MaxRelError(y, NaiveForward(s, d.x, d.w)), 1e-5) << Describe(s);
+    EXPECT_LT(MaxRelError(y, NaiveForward(s, d.x, d.w)), 1e-5) << DescribeConv(s);
   }
 }
 
@@ -139,7 +93,7 @@ TEST(CpuConv2dTest, BackwardDataMatchesAdjointLoop) {
     ConvData d = MakeData(s, 12);
     std::vector<float> dx(d.x.size(), NAN);  // must be overwritten
     Conv2dBackwardData(s, d.dy.data(), d.w.data(), dx.data(), d.ws.data());
-    EXPECT_LT(MaxRelError(dx, NaiveBackwardData(s, d.dy, d.w)), 1e-5) << Describe(s);
+    EXPECT_LT(MaxRelError(dx, NaiveBackwardData(s, d.dy, d.w)), 1e-5) << DescribeConv(s);
   }
 }
 
@@ -148,7 +102,7 @@ TEST(CpuConv2dTest, BackwardFilterMatchesAdjointLoop) {
     ConvData d = MakeData(s, 13);
     std::vector<float> dw(d.w.size(), NAN);  // beta 0 must overwrite
     Conv2dBackwardFilter(s, d.x.data(), d.dy.data(), 0.0f, dw.data(), d.ws.data());
-    EXPECT_LT(MaxRelError(dw, NaiveBackwardFilter(s, d.x, d.dy)), 1e-5) << Describe(s);
+    EXPECT_LT(MaxRelError(dw, NaiveBackwardFilter(s, d.x, d.dy)), 1e-5) << DescribeConv(s);
   }
 }
 
@@ -160,7 +114,7 @@ TEST(CpuConv2dTest, BackwardFilterBetaOneAccumulates) {
     std::vector<double> ref = NaiveBackwardFilter(s, d.x, d.dy);
     for (size_t i = 0; i < ref.size(); ++i) ref[i] += dw[i];
     Conv2dBackwardFilter(s, d.x.data(), d.dy.data(), 1.0f, dw.data(), d.ws.data());
-    EXPECT_LT(MaxRelError(dw, ref), 1e-5) << Describe(s);
+    EXPECT_LT(MaxRelError(dw, ref), 1e-5) << DescribeConv(s);
   }
 }
 
@@ -189,13 +143,14 @@ TEST(CpuConv2dTest, GradientsMatchFiniteDifferences) {
       xp[i] += h;
       xm[i] -= h;
       const double fd = (loss(xp, d.w) - loss(xm, d.w)) / (2.0 * h);
-      EXPECT_NEAR(dx[i], fd, 1e-3 * std::max(1.0, std::fabs(fd))) << Describe(s) << " dx " << i;
+      EXPECT_NEAR(dx[i], fd, 1e-3 * std::max(1.0, std::fabs(fd))) << DescribeConv(s) << " dx " << i;
       const size_t j = pick.Next() % d.w.size();
       std::vector<float> wp = d.w, wm = d.w;
       wp[j] += h;
       wm[j] -= h;
       const double fdw = (loss(d.x, wp) - loss(d.x, wm)) / (2.0 * h);
-      EXPECT_NEAR(dw[j], fdw, 1e-3 * std::max(1.0, std::fabs(fdw))) << Describe(s) << " dw " << j;
+      EXPECT_NEAR(dw[j], fdw, 1e-3 * std::max(1.0, std::fabs(fdw)))
+          << DescribeConv(s) << " dw " << j;
     }
   }
 }
@@ -203,7 +158,7 @@ TEST(CpuConv2dTest, GradientsMatchFiniteDifferences) {
 // A per-sample im2col above the workspace cap (16 Mi floats) forces one GEMM per
 // sample; the results must still match the direct loops.
 TEST(CpuConv2dTest, LargeInputsAreChunkedAndStillCorrect) {
-  const Conv2dShape s = MakeShape(2, 120, 120, 128, 2, 3, 3, 1, 1, 1, 1);
+  const Conv2dShape s = MakeConvShape(2, 120, 120, 128, 2, 3, 3, 1, 1, 1, 1);
   ASSERT_LT(Conv2dWorkspaceFloats(s), static_cast<size_t>(s.col_rows() * s.col_cols()));
   ConvData d = MakeData(s, 16);
   std::vector<float> y(s.col_rows() * s.out_c), dx(d.x.size()), dw(d.w.size());
@@ -222,7 +177,7 @@ TEST(CpuConv2dTest, LargeInputsAreChunkedAndStillCorrect) {
 // and with 2 threads (pieces inside each thread's samples).
 TEST(CpuConv2dTest, CacheSizedPiecesMatchNaive) {
   const int before = BlasThreads();
-  const Conv2dShape s = MakeShape(5, 30, 30, 16, 8, 3, 3, 1, 1, 1, 1);
+  const Conv2dShape s = MakeConvShape(5, 30, 30, 16, 8, 3, 3, 1, 1, 1, 1);
   for (int threads : {1, 2}) {
     SetBlasThreads(threads);
     ConvData d = MakeData(s, 23);
@@ -243,12 +198,12 @@ TEST(CpuConv2dTest, CacheSizedPiecesMatchNaive) {
 }
 
 TEST(CpuConv2dTest, PointwiseFastPathNeedsNoWorkspace) {
-  EXPECT_EQ(Conv2dWorkspaceFloats(MakeShape(4, 5, 5, 8, 8, 1, 1, 1, 1, 0, 0)), 0u);
-  EXPECT_GT(Conv2dWorkspaceFloats(MakeShape(4, 5, 5, 8, 8, 1, 1, 2, 2, 0, 0)), 0u);
+  EXPECT_EQ(Conv2dWorkspaceFloats(MakeConvShape(4, 5, 5, 8, 8, 1, 1, 1, 1, 0, 0)), 0u);
+  EXPECT_GT(Conv2dWorkspaceFloats(MakeConvShape(4, 5, 5, 8, 8, 1, 1, 2, 2, 0, 0)), 0u);
 }
 
 TEST(CpuConv2dTest, ForwardIsBitwiseDeterministic) {
-  const Conv2dShape s = MakeShape(4, 13, 13, 32, 64, 3, 3, 1, 1, 0, 0);
+  const Conv2dShape s = MakeConvShape(4, 13, 13, 32, 64, 3, 3, 1, 1, 0, 0);
   ConvData d = MakeData(s, 17);
   std::vector<float> y1(s.col_rows() * s.out_c), y2(y1.size());
   Conv2dForward(s, d.x.data(), d.w.data(), y1.data(), d.ws.data());
@@ -265,15 +220,15 @@ TEST(CpuConv2dTest, SamplesSplitOverThreadsMatchNaive) {
     ConvData d = MakeData(s, 21);
     std::vector<float> y(s.col_rows() * s.out_c, NAN), dx(d.x.size(), NAN);
     Conv2dForward(s, d.x.data(), d.w.data(), y.data(), d.ws.data());
-    EXPECT_LT(MaxRelError(y, NaiveForward(s, d.x, d.w)), 1e-5) << Describe(s);
+    EXPECT_LT(MaxRelError(y, NaiveForward(s, d.x, d.w)), 1e-5) << DescribeConv(s);
     Conv2dBackwardData(s, d.dy.data(), d.w.data(), dx.data(), d.ws.data());
-    EXPECT_LT(MaxRelError(dx, NaiveBackwardData(s, d.dy, d.w)), 1e-5) << Describe(s);
+    EXPECT_LT(MaxRelError(dx, NaiveBackwardData(s, d.dy, d.w)), 1e-5) << DescribeConv(s);
     TestRng rng(98);
     std::vector<float> dw = rng.Vector(d.w.size());
     std::vector<double> ref = NaiveBackwardFilter(s, d.x, d.dy);
     for (size_t i = 0; i < ref.size(); ++i) ref[i] += dw[i];
     Conv2dBackwardFilter(s, d.x.data(), d.dy.data(), 1.0f, dw.data(), d.ws.data());
-    EXPECT_LT(MaxRelError(dw, ref), 1e-5) << Describe(s);
+    EXPECT_LT(MaxRelError(dw, ref), 1e-5) << DescribeConv(s);
   }
   EXPECT_EQ(BlasThreads(), 3) << "the BLAS thread count is restored after a parallel region";
   SetBlasThreads(before);
