@@ -36,7 +36,6 @@ using testing::kCpuAbsTol;
 using testing::kCpuRelTol;
 using testing::StepBuffers;
 using testing::StepFlags;
-using testing::AllFlags;
 using testing::Describe;
 using testing::WithinUlps;
 

@@ -34,7 +34,6 @@ using testing::kCpuAbsTol;
 using testing::kCpuRelTol;
 using testing::StepBuffers;
 using testing::StepFlags;
-using testing::AllFlags;
 using testing::Describe;
 
 uint32_t Bits(float f) {
