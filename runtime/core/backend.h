@@ -95,6 +95,15 @@ class Backend {
                            int64_t ldc) {
     Gemm(false, b.trans_b, m, b.n, b.k, 1.0f, a, lda, b.b, b.ldb, beta, c, ldc);
   }
+  // C (m x n, row stride n) = act(op(A) op(B) + bias): Gemm with beta 0, then
+  // BiasActivation (bias may be null). A backend may fuse the two (the CUDA backend uses
+  // cuBLASLt's bias / ReLU epilogues), saving a pass over C.
+  virtual void GemmBiasActivation(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a,
+                                  int64_t lda, const float* b, int64_t ldb, const float* bias, Activation act,
+                                  float* c) {
+    Gemm(trans_a, trans_b, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, n);
+    if (bias != nullptr || act != Activation::kIdentity) BiasActivation(c, bias, m, n, act);
+  }
   virtual void BiasAdd(float* y, const float* bias, int64_t rows, int64_t cols) = 0;
   // y = act(y + bias) in one pass (bias may be null; act's derivative must follow from
   // its output: identity, ReLU, Tanh, Sigmoid).

@@ -129,22 +129,21 @@ class CudaBackend final : public Backend {
   // ---- dense algebra ----
   void Gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
             int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) override {
-    kc::GemmOptions opt;
-    opt.allow_tf32 = options_.allow_tf32;
-    if (options_.gemm_precision == GemmPrecision::kBf16Inputs) {
-      // Both inputs converted to bf16 scratch (same strides), then a bf16 tensor-core GEMM.
-      const int64_t a_n = StridedExtent(ta ? k : m, ta ? m : k, lda), b_n = StridedExtent(tb ? n : k, tb ? k : n, ldb);
-      Scratch a16(*allocator_, static_cast<size_t>(a_n) * sizeof(uint16_t));
-      Scratch b16(*allocator_, static_cast<size_t>(b_n) * sizeof(uint16_t));
-      kc::Fp32ToBf16(a, static_cast<uint16_t*>(a16.get()), a_n, stream_);
-      kc::Fp32ToBf16(b, static_cast<uint16_t*>(b16.get()), b_n, stream_);
-      kc::GemmBf16Inputs(lt_->handle(), ta, tb, m, n, k, alpha, static_cast<const uint16_t*>(a16.get()), lda,
-                         static_cast<const uint16_t*>(b16.get()), ldb, beta, c, ldc, opt, lt_->workspace(),
-                         stream_);
-      return;
+    GemmWith(kc::GemmOptions{}, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  }
+  // Bias and ReLU go into cuBLASLt's epilogue (it falls back to a separate kernel when
+  // it has no fused algorithm for a shape); tanh and sigmoid stay a separate pass.
+  void GemmBiasActivation(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                          const float* b, int64_t ldb, const float* bias, Activation act, float* c) override {
+    if (act != Activation::kIdentity && act != Activation::kRelu) {
+      return Backend::GemmBiasActivation(ta, tb, m, n, k, a, lda, b, ldb, bias, act, c);
     }
-    kc::Sgemm(lt_->handle(), ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, opt,
-              lt_->workspace(), stream_);
+    kc::GemmOptions opt;
+    opt.bias = bias;
+    const bool relu = act == Activation::kRelu;
+    opt.epilogue = bias != nullptr ? (relu ? kc::GemmEpilogue::kBiasRelu : kc::GemmEpilogue::kBias)
+                                   : (relu ? kc::GemmEpilogue::kRelu : kc::GemmEpilogue::kNone);
+    GemmWith(opt, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, n);
   }
   void BiasAdd(float* y, const float* bias, int64_t rows, int64_t cols) override {
     kc::BiasAdd(y, bias, rows, cols, stream_);
@@ -309,6 +308,25 @@ class CudaBackend final : public Backend {
   }
 
  private:
+  // GEMM with `opt`'s epilogue, on fp32 or bf16 inputs (options_.gemm_precision).
+  void GemmWith(kc::GemmOptions opt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+    opt.allow_tf32 = options_.allow_tf32;
+    if (options_.gemm_precision == GemmPrecision::kBf16Inputs) {
+      // Both inputs converted to bf16 scratch (same strides), then a bf16 tensor-core GEMM.
+      const int64_t a_n = StridedExtent(ta ? k : m, ta ? m : k, lda), b_n = StridedExtent(tb ? n : k, tb ? k : n, ldb);
+      Scratch a16(*allocator_, static_cast<size_t>(a_n) * sizeof(uint16_t));
+      Scratch b16(*allocator_, static_cast<size_t>(b_n) * sizeof(uint16_t));
+      kc::Fp32ToBf16(a, static_cast<uint16_t*>(a16.get()), a_n, stream_);
+      kc::Fp32ToBf16(b, static_cast<uint16_t*>(b16.get()), b_n, stream_);
+      kc::GemmBf16Inputs(lt_->handle(), ta, tb, m, n, k, alpha, static_cast<const uint16_t*>(a16.get()), lda,
+                         static_cast<const uint16_t*>(b16.get()), ldb, beta, c, ldc, opt, lt_->workspace(),
+                         stream_);
+      return;
+    }
+    kc::Sgemm(lt_->handle(), ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, opt, lt_->workspace(), stream_);
+  }
+
   // Device scalars: [0] a double (loss or sum), [1] an int64 (correct count).
   static constexpr size_t kScalarBytes = 2 * sizeof(double);
   double* DeviceDouble() { return static_cast<double*>(device_scalars_); }

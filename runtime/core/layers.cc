@@ -76,8 +76,8 @@ class DenseLayer final : public Layer {
     }
   }
   void Forward(const StepContext& ctx, const float* x, float* y, int64_t batch) override {
-    ctx.backend->Gemm(false, false, batch, units_, in_, 1.0f, x, in_, w_, units_, 0.0f, y, units_);
-    epilogue_.Forward(*ctx.backend, y, use_bias_ ? b_ : nullptr, batch, units_);
+    ctx.backend->GemmBiasActivation(false, false, batch, units_, in_, x, in_, w_, units_, use_bias_ ? b_ : nullptr,
+                                    epilogue_.activation(), y);
   }
   void Backward(const StepContext& ctx, const float* x, const float* y, const float* dy_out, float* dx,
                 int64_t batch) override {

@@ -158,6 +158,24 @@ TEST_F(CudaBackendTest, GemmAllTransposesAndBeta) {
   }
 }
 
+// Dense layers' forward: GEMM with the bias and activation fused into cuBLASLt's
+// epilogue (identity, ReLU; with and without bias) or applied after it (tanh, sigmoid).
+TEST_F(CudaBackendTest, GemmBiasActivationMatchesTheCpu) {
+  TestRng rng(12);
+  const int64_t m = 33, n = 70, k = 129;
+  const std::vector<float> A = rng.Vector(m * k), B = rng.Vector(k * n), bias = rng.Vector(n);
+  for (Activation act : {Activation::kIdentity, Activation::kRelu, Activation::kTanh, Activation::kSigmoid}) {
+    for (bool with_bias : {false, true}) {
+      SCOPED_TRACE(::testing::Message() << "act " << static_cast<int>(act) << " bias " << with_bias);
+      ExpectSame([&](Backend& be, Args& a, Outputs& o) {
+        float* c = a.Out<float>(m * n);
+        be.GemmBiasActivation(false, false, m, n, k, a.In(A), k, a.In(B), n, with_bias ? a.In(bias) : nullptr, act, c);
+        o.arrays["c"] = a.Read(c);
+      }, 1e-5, 1e-5);
+    }
+  }
+}
+
 TEST_F(CudaBackendTest, BiasAndActivations) {
   TestRng rng(3);
   const int64_t rows = 33, cols = 70;
