@@ -141,6 +141,14 @@ class Backend {
                                      int64_t classes, float grad_scale, float* dlogits) = 0;
   virtual int64_t CountCorrect(const float* logits, const int32_t* labels, int64_t rows,
                                int64_t classes) = 0;
+  // Both of the above on the same logits in one call (the CUDA backend: one pass, one
+  // read-back). Returns the summed loss; *correct receives the count.
+  virtual double SoftmaxCrossEntropyAndCorrect(const float* logits, const int32_t* labels, int64_t rows,
+                                               int64_t classes, float grad_scale, float* dlogits,
+                                               int64_t* correct) {
+    *correct = CountCorrect(logits, labels, rows, classes);  // first: dlogits may overwrite logits
+    return SoftmaxCrossEntropy(logits, labels, rows, classes, grad_scale, dlogits);
+  }
   virtual double MeanSquaredError(const float* pred, const float* target, int64_t n,
                                   int64_t row_len, float grad_scale, float* dpred) = 0;
   virtual double BinaryCrossEntropyWithLogits(const float* logits, const float* target, int64_t n,

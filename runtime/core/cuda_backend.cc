@@ -230,6 +230,15 @@ class CudaBackend final : public Backend {
     Fetch();
     return static_cast<const int64_t*>(host_scalars_)[1];
   }
+  double SoftmaxCrossEntropyAndCorrect(const float* logits, const int32_t* labels, int64_t rows, int64_t classes,
+                                       float grad_scale, float* dlogits, int64_t* correct) override {
+    Scratch ws(*allocator_, kc::SoftmaxCrossEntropyWorkspaceBytes(rows));
+    kc::SoftmaxCrossEntropy(logits, labels, rows, classes, grad_scale, dlogits, DeviceDouble(), DeviceInt64(),
+                            ws.get(), stream_);
+    Fetch();
+    *correct = static_cast<const int64_t*>(host_scalars_)[1];
+    return static_cast<const double*>(host_scalars_)[0];
+  }
   double MeanSquaredError(const float* pred, const float* target, int64_t n, int64_t row_len,
                           float grad_scale, float* dpred) override {
     Scratch ws(*allocator_, kc::RegressionLossWorkspaceBytes(n, row_len));

@@ -29,8 +29,8 @@ LossValue ComputeLoss(Backend& backend, LossKind kind, const Tensor& output, con
   switch (kind) {
     case LossKind::kSoftmaxCrossEntropy: {
       const int32_t* labels = targets.data<int32_t>();
-      v.sum = backend.SoftmaxCrossEntropy(output.data<float>(), labels, batch, row, grad_scale, grad);
-      v.correct = backend.CountCorrect(output.data<float>(), labels, batch, row);
+      v.sum = backend.SoftmaxCrossEntropyAndCorrect(output.data<float>(), labels, batch, row, grad_scale, grad,
+                                                    &v.correct);
       break;
     }
     case LossKind::kMeanSquaredError:

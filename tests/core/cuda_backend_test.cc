@@ -317,6 +317,12 @@ TEST_F(CudaBackendTest, LossesMatchTheCpu) {
     o.scalars["softmax_ce"] = be.SoftmaxCrossEntropy(a.In(logits), a.In(labels), rows, classes, 0.5f, d);
     o.arrays["softmax_ce_grad"] = a.Read(d);
     o.scalars["correct"] = static_cast<double>(be.CountCorrect(a.In(logits), a.In(labels), rows, classes));
+    int64_t correct_too = -1;
+    float* d2 = a.Out<float>(rows * classes);
+    o.scalars["softmax_ce_and_correct"] =
+        be.SoftmaxCrossEntropyAndCorrect(a.In(logits), a.In(labels), rows, classes, 0.5f, d2, &correct_too);
+    o.scalars["correct_too"] = static_cast<double>(correct_too);
+    o.arrays["softmax_ce_and_correct_grad"] = a.Read(d2);
     float* dm = a.Out<float>(rows * row_len);
     o.scalars["mse"] = be.MeanSquaredError(a.In(pred), a.In(target), rows * row_len, row_len, 0.5f, dm);
     o.arrays["mse_grad"] = a.Read(dm);
