@@ -349,12 +349,18 @@ std::string MpiCommunicator::DescribeStall(const OpState& waited, std::chrono::m
 
 // ---- Collectives (bodies run on the comm thread).
 
-Status MpiCommunicator::BroadcastChunked(char* buf, int64_t count, MPI_Datatype type, size_t elem, int root) {
+Status MpiCommunicator::ForEachCallChunk(int64_t count, const std::function<Status(int64_t, int)>& call) const {
   for (int64_t off = 0; off < count; off += options_.max_elements_per_call) {
-    int n = static_cast<int>(std::min(options_.max_elements_per_call, count - off));
-    LS_MPI_CHECK(MPI_Bcast(buf + off * elem, n, type, root, comm_));
+    LS_RETURN_IF_ERROR(call(off, static_cast<int>(std::min(options_.max_elements_per_call, count - off))));
   }
   return Status::Ok();
+}
+
+Status MpiCommunicator::BroadcastChunked(char* buf, int64_t count, MPI_Datatype type, size_t elem, int root) {
+  return ForEachCallChunk(count, [&](int64_t off, int n) -> Status {
+    LS_MPI_CHECK(MPI_Bcast(buf + off * elem, n, type, root, comm_));
+    return Status::Ok();
+  });
 }
 
 Status MpiCommunicator::AllGatherVByBroadcast(const char* send, char* recv, const std::vector<int64_t>& counts,
@@ -396,13 +402,12 @@ std::shared_ptr<CommHandle> MpiCommunicator::IssueAllReduce(void* buf, int64_t c
     if (options_.track_arrivals) status = Announce(state->seq);
     char* p = static_cast<char*>(buf);
     const size_t elem = DataTypeSize(dtype);
-    for (int64_t off = 0; status.ok() && off < count; off += options_.max_elements_per_call) {
-      const int n = static_cast<int>(std::min(options_.max_elements_per_call, count - off));
-      requests.emplace_back(MPI_REQUEST_NULL);
-      status = [&]() -> Status {
+    if (status.ok()) {
+      status = ForEachCallChunk(count, [&](int64_t off, int n) -> Status {
+        requests.emplace_back(MPI_REQUEST_NULL);
         LS_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, p + off * elem, n, ToMpi(dtype), ToMpi(op), comm_, &requests.back()));
         return Status::Ok();
-      }();
+      });
     }
   }
   if (!status.ok()) {
@@ -422,12 +427,11 @@ std::shared_ptr<CommHandle> MpiCommunicator::DoAllReduce(void* buf, int64_t coun
   }
   return Enqueue(CollectiveKind::kAllReduce, std::move(tag), [this, buf, count, dtype, op]() -> Status {
     char* p = static_cast<char*>(buf);
-    size_t elem = DataTypeSize(dtype);
-    for (int64_t off = 0; off < count; off += options_.max_elements_per_call) {
-      int n = static_cast<int>(std::min(options_.max_elements_per_call, count - off));
+    const size_t elem = DataTypeSize(dtype);
+    return ForEachCallChunk(count, [&](int64_t off, int n) -> Status {
       LS_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, p + off * elem, n, ToMpi(dtype), ToMpi(op), comm_));
-    }
-    return Status::Ok();
+      return Status::Ok();
+    });
   });
 }
 
@@ -504,13 +508,13 @@ std::shared_ptr<CommHandle> MpiCommunicator::DoReduceScatter(const void* send, v
     // Too large for one call: reduce each block to its owner, in chunks.
     for (int root = 0; root < world_size_; ++root) {
       const char* block = static_cast<const char*>(send) + offsets[root] * elem;
-      for (int64_t off = 0; off < counts_per_rank[root]; off += options_.max_elements_per_call) {
-        int n = static_cast<int>(std::min(options_.max_elements_per_call, counts_per_rank[root] - off));
+      LS_RETURN_IF_ERROR(ForEachCallChunk(counts_per_rank[root], [&](int64_t off, int n) -> Status {
         const void* source = block + off * elem;
         if (root == rank_ && in_place) source = MPI_IN_PLACE;
         void* target = root == rank_ ? out + off * elem : nullptr;
         LS_MPI_CHECK(MPI_Reduce(source, target, n, type, ToMpi(op), root, comm_));
-      }
+        return Status::Ok();
+      }));
     }
     return Status::Ok();
   });

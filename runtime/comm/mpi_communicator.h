@@ -120,6 +120,9 @@ class MpiCommunicator : public Communicator {
   Status Announce(int64_t seq);  // comm thread
   Status DrainArrivals();        // comm thread, or a waiting thread under THREAD_MULTIPLE
   std::string DescribeStall(const OpState& waited, std::chrono::milliseconds deadline);
+  // Runs call(offset, n) over [0, count) in pieces of at most max_elements_per_call
+  // elements (MPI counts are int); stops at the first error.
+  Status ForEachCallChunk(int64_t count, const std::function<Status(int64_t offset, int n)>& call) const;
   // Block-wise fallbacks for totals above max_elements_per_call.
   Status BroadcastChunked(char* buf, int64_t count, MPI_Datatype type, size_t elem, int root);
   Status AllGatherVByBroadcast(const char* send, char* recv, const std::vector<int64_t>& counts, size_t elem,

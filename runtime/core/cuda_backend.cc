@@ -59,7 +59,7 @@ class CudaBackend final : public Backend {
     LS_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     lt_.emplace();
     allocator_.emplace(kc::CudaRawMemory());
-    LS_CUDA_CHECK(cudaMallocHost(&host_scalars_, kScalarBytes));
+    host_scalars_ = AllocateHost(kScalarBytes);
     device_scalars_ = allocator_->Allocate(kScalarBytes);
 #if LOCKSTEP_HAVE_CUDNN
     if (options_.conv != CudaBackendOptions::ConvPath::kIm2col) {
@@ -78,7 +78,7 @@ class CudaBackend final : public Backend {
     cudnn_.reset();
 #endif
     lt_.reset();
-    cudaFreeHost(host_scalars_);
+    cudaFreeHost(host_scalars_);  // not FreeHost: its check must not abort during teardown
     allocator_.reset();  // gives every cached block back
     cudaStreamDestroy(stream_);
   }
@@ -215,29 +215,25 @@ class CudaBackend final : public Backend {
   }
 
   // ---- losses ----
+  // All three run the one fused kernel; `correct` null skips the count.
   double SoftmaxCrossEntropy(const float* logits, const int32_t* labels, int64_t rows,
                              int64_t classes, float grad_scale, float* dlogits) override {
-    Scratch ws(*allocator_, kc::SoftmaxCrossEntropyWorkspaceBytes(rows));
-    kc::SoftmaxCrossEntropy(logits, labels, rows, classes, grad_scale, dlogits, DeviceDouble(),
-                            nullptr, ws.get(), stream_);
-    return ReadDouble();
+    return SoftmaxCrossEntropyAndCorrect(logits, labels, rows, classes, grad_scale, dlogits, nullptr);
   }
   int64_t CountCorrect(const float* logits, const int32_t* labels, int64_t rows,
                        int64_t classes) override {
-    Scratch ws(*allocator_, kc::SoftmaxCrossEntropyWorkspaceBytes(rows));
-    kc::SoftmaxCrossEntropy(logits, labels, rows, classes, 0.0f, nullptr, DeviceDouble(),
-                            DeviceInt64(), ws.get(), stream_);
-    Fetch();
-    return static_cast<const int64_t*>(host_scalars_)[1];
+    int64_t correct = 0;
+    SoftmaxCrossEntropyAndCorrect(logits, labels, rows, classes, 0.0f, nullptr, &correct);
+    return correct;
   }
   double SoftmaxCrossEntropyAndCorrect(const float* logits, const int32_t* labels, int64_t rows, int64_t classes,
                                        float grad_scale, float* dlogits, int64_t* correct) override {
     Scratch ws(*allocator_, kc::SoftmaxCrossEntropyWorkspaceBytes(rows));
-    kc::SoftmaxCrossEntropy(logits, labels, rows, classes, grad_scale, dlogits, DeviceDouble(), DeviceInt64(),
-                            ws.get(), stream_);
-    Fetch();
-    *correct = static_cast<const int64_t*>(host_scalars_)[1];
-    return static_cast<const double*>(host_scalars_)[0];
+    kc::SoftmaxCrossEntropy(logits, labels, rows, classes, grad_scale, dlogits, DeviceDouble(),
+                            correct != nullptr ? DeviceInt64() : nullptr, ws.get(), stream_);
+    const double loss = ReadDouble();
+    if (correct != nullptr) *correct = static_cast<const int64_t*>(host_scalars_)[1];
+    return loss;
   }
   double MeanSquaredError(const float* pred, const float* target, int64_t n, int64_t row_len,
                           float grad_scale, float* dpred) override {

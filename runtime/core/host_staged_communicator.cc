@@ -50,12 +50,6 @@ size_t Bytes(int64_t count, DataType dtype) {
   return static_cast<size_t>(count) * comm::DataTypeSize(dtype);
 }
 
-int64_t Sum(const std::vector<int64_t>& counts) {
-  int64_t s = 0;
-  for (int64_t c : counts) s += c;
-  return s;
-}
-
 }  // namespace
 
 HostStagedCommunicator::HostStagedCommunicator(comm::Communicator* inner, Backend* backend)
@@ -116,7 +110,7 @@ std::shared_ptr<CommHandle> HostStagedCommunicator::DoAllGatherV(const void* sen
                                                                  DataType dtype, comm::CollectiveTag tag) {
   const size_t elem = comm::DataTypeSize(dtype);
   const std::vector<int64_t> offsets = comm::BlockOffsets(counts_per_rank);
-  const size_t recv_bytes = Bytes(Sum(counts_per_rank), dtype);
+  const size_t recv_bytes = Bytes(offsets.back(), dtype);
   const size_t own_offset = static_cast<size_t>(offsets[static_cast<size_t>(rank())]) * elem;
   const size_t own_bytes = Bytes(counts_per_rank[static_cast<size_t>(rank())], dtype);
   // The host recv block of this rank doubles as the host send buffer (in place on
@@ -137,7 +131,7 @@ std::shared_ptr<CommHandle> HostStagedCommunicator::DoReduceScatter(const void* 
                                                                     comm::CollectiveTag tag) {
   const size_t elem = comm::DataTypeSize(dtype);
   const std::vector<int64_t> offsets = comm::BlockOffsets(counts_per_rank);
-  const size_t send_bytes = Bytes(Sum(counts_per_rank), dtype);
+  const size_t send_bytes = Bytes(offsets.back(), dtype);
   const size_t own_offset = static_cast<size_t>(offsets[static_cast<size_t>(rank())]) * elem;
   const size_t own_bytes = Bytes(counts_per_rank[static_cast<size_t>(rank())], dtype);
   // Reduced in place on the host; only this rank's block goes back, to recv (which

@@ -53,18 +53,8 @@ struct ConvOutputs {
   std::vector<float> y, dx, dw_beta0, dw_beta1;
 };
 
-class CudaConvTest : public testing::CudaTest {
+class CudaConvTest : public testing::CudaLtTest {
  protected:
-  void SetUp() override {
-    testing::CudaTest::SetUp();
-    if (IsSkipped() || HasFatalFailure()) return;
-    lt_ = std::make_unique<CublasLt>();
-  }
-  void TearDown() override {
-    lt_.reset();
-    testing::CudaTest::TearDown();
-  }
-
   // All three directions on the device; y, dx and the beta-0 dw start as NaN garbage.
   ConvOutputs Run(const ConvShape& s, const ConvInputs& in, size_t max_chunk_bytes) {
     const bool public_api = max_chunk_bytes == kDefaultChunks;
@@ -110,7 +100,6 @@ class CudaConvTest : public testing::CudaTest {
         << "backward filter, beta 1";
   }
 
-  std::unique_ptr<CublasLt> lt_;
 };
 
 int64_t ColsBytesPerSample(const ConvShape& s) {

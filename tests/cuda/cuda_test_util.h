@@ -8,10 +8,12 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/gemm.h"
 
 namespace lockstep::kernels::cuda::testing {
 
@@ -30,6 +32,22 @@ class CudaTest : public ::testing::Test {
   void Sync();
 
   cudaStream_t stream_ = nullptr;
+};
+
+// CudaTest plus a cuBLASLt handle and workspace, for the GEMM-based kernels.
+class CudaLtTest : public CudaTest {
+ protected:
+  void SetUp() override {
+    CudaTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    lt_ = std::make_unique<CublasLt>();
+  }
+  void TearDown() override {
+    lt_.reset();
+    CudaTest::TearDown();
+  }
+
+  std::unique_ptr<CublasLt> lt_;
 };
 
 template <typename T>

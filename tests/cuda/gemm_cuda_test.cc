@@ -27,18 +27,8 @@ struct Problem {
   int64_t offset = 0;  // operands start this many floats into their buffers (misalignment)
 };
 
-class CudaGemmTest : public testing::CudaTest {
+class CudaGemmTest : public testing::CudaLtTest {
  protected:
-  void SetUp() override {
-    testing::CudaTest::SetUp();
-    if (IsSkipped() || HasFatalFailure()) return;
-    lt_ = std::make_unique<CublasLt>();
-  }
-  void TearDown() override {
-    lt_.reset();
-    testing::CudaTest::TearDown();
-  }
-
   // Runs one case on both backends and compares.
   void Check(const Problem& p, bool ta, bool tb, float alpha, float beta, GemmEpilogue ep,
              bool tf32 = false) {
@@ -113,7 +103,6 @@ class CudaGemmTest : public testing::CudaTest {
   }
 
   TestRng rng_{81};
-  std::unique_ptr<CublasLt> lt_;
 };
 
 const Problem kProblems[] = {

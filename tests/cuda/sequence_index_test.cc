@@ -179,11 +179,7 @@ TEST(CudaEmbeddingIndexHostTest, BackwardReplayIsBitwiseTheCpus) {
 TEST(CudaEmbeddingIndexHostTest, BackwardReplaySkipsInvalidIds) {
   TestRng rng(73);
   const int64_t vocab = 11, dim = 6, n = 40;
-  std::vector<float> ids = testing::RandomIds(rng, n, vocab);
-  ids[3] = -1.0f;
-  ids[7] = static_cast<float>(vocab);
-  ids[8] = std::nanf("");
-  ids[20] = 10.6f;
+  const std::vector<float> ids = testing::RandomIdsWithFourInvalid(rng, n, vocab);
   const std::vector<float> dy = rng.Vector(n * dim);
   // The CPU aborts on those ids; its result without them is what the GPU must give.
   std::vector<float> kept_ids, kept_dy;

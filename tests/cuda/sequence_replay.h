@@ -40,6 +40,18 @@ inline std::vector<float> RandomIds(::lockstep::kernels::testing::TestRng& rng, 
   return ids;
 }
 
+// RandomIds with four invalid ids at fixed places -- below 0, == vocab, NaN, and one
+// that rounds to vocab -- which the GPU skips (and the CPU would abort on). n > 20.
+inline std::vector<float> RandomIdsWithFourInvalid(::lockstep::kernels::testing::TestRng& rng, int64_t n,
+                                                   int64_t vocab) {
+  std::vector<float> ids = RandomIds(rng, n, vocab);
+  ids[3] = -1.0f;
+  ids[7] = static_cast<float>(vocab);
+  ids[8] = std::nanf("");
+  ids[20] = static_cast<float>(vocab) - 0.4f;
+  return ids;
+}
+
 inline std::vector<float> ReplayEmbeddingForward(const std::vector<float>& ids,
                                                  const std::vector<float>& table, int64_t vocab,
                                                  int64_t dim) {
