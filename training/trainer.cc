@@ -33,8 +33,10 @@ namespace {
 // The recipe's training.device: the CPU backend, or the CUDA backend on this rank's
 // GPU (local rank modulo the visible devices).
 Result<std::unique_ptr<Backend>> CreateBackendFor(const config::Recipe& r, const comm::WorldInfo& world) {
+  // BF16 adds bf16 activation storage (set on the model by BuildModel) to BF16_GEMM.
+  const config::Precision p = r.training().precision();
   const GemmPrecision precision =
-      r.training().precision() == config::BF16_GEMM ? GemmPrecision::kBf16Inputs : GemmPrecision::kFp32;
+      p == config::BF16_GEMM || p == config::BF16 ? GemmPrecision::kBf16Inputs : GemmPrecision::kFp32;
   if (r.training().device() == config::CPU) return CreateCpuBackend(precision);
   CudaBackendOptions options;
   options.gemm_precision = precision;

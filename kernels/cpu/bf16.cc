@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "common/check.h"
+#include "kernels/cpu/parallel.h"
 
 namespace lockstep::kernels::cpu {
 
@@ -28,6 +29,28 @@ float RoundToBf16(float x) {
 void RoundToBf16(const float* x, float* y, int64_t n) {
   LS_CHECK_GE(n, 0) << "RoundToBf16";
   for (int64_t i = 0; i < n; ++i) y[i] = RoundToBf16(x[i]);
+}
+
+void RoundToBf16Stored(float* x, uint16_t* bits, int64_t n) {
+  LS_CHECK_GE(n, 0) << "RoundToBf16Stored";
+  ParallelFor(ElementwiseParts(n), n, [&](int, int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const uint16_t b = Fp32ToBf16Bits(x[i]);
+      const uint32_t u = static_cast<uint32_t>(b) << 16;
+      if (bits != nullptr) bits[i] = b;
+      std::memcpy(&x[i], &u, sizeof(u));
+    }
+  });
+}
+
+void Bf16BitsToFp32(const uint16_t* bits, float* y, int64_t n) {
+  LS_CHECK_GE(n, 0) << "Bf16BitsToFp32";
+  ParallelFor(ElementwiseParts(n), n, [&](int, int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const uint32_t u = static_cast<uint32_t>(bits[i]) << 16;
+      std::memcpy(&y[i], &u, sizeof(u));
+    }
+  });
 }
 
 }  // namespace lockstep::kernels::cpu

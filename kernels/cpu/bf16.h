@@ -17,4 +17,11 @@ float RoundToBf16(float x);
 // y[i] = RoundToBf16(x[i]); y == x allowed.
 void RoundToBf16(const float* x, float* y, int64_t n);
 
+// bf16 activation storage (training.precision: BF16), split over threads:
+// bits[i] = Fp32ToBf16Bits(x[i]) and x[i] = RoundToBf16(x[i]) in one pass, so the fp32
+// working copy the next layer reads holds exactly the stored values. bits may be null.
+void RoundToBf16Stored(float* x, uint16_t* bits, int64_t n);
+// y[i] = the fp32 value of bits[i] (exact).
+void Bf16BitsToFp32(const uint16_t* bits, float* y, int64_t n);
+
 }  // namespace lockstep::kernels::cpu

@@ -18,6 +18,14 @@ __global__ void Bf16ToFp32Kernel(const uint16_t* x, float* y, int64_t n) {
   LS_GRID_STRIDE_LOOP(i, n) { y[i] = __bfloat162float(__ushort_as_bfloat16(x[i])); }
 }
 
+__global__ void RoundToBf16StoredKernel(float* x, uint16_t* y, int64_t n) {
+  LS_GRID_STRIDE_LOOP(i, n) {
+    const __nv_bfloat16 b = __float2bfloat16_rn(x[i]);
+    if (y != nullptr) y[i] = __bfloat16_as_ushort(b);
+    x[i] = __bfloat162float(b);
+  }
+}
+
 }  // namespace
 
 void Fp32ToBf16(const float* x, uint16_t* y, int64_t n, cudaStream_t stream) {
@@ -31,6 +39,13 @@ void Bf16ToFp32(const uint16_t* x, float* y, int64_t n, cudaStream_t stream) {
   LS_CHECK_GE(n, 0) << "Bf16ToFp32";
   if (n == 0) return;
   Bf16ToFp32Kernel<<<GridFor(n), kThreads, 0, stream>>>(x, y, n);
+  LS_CUDA_CHECK_LAUNCH();
+}
+
+void RoundToBf16Stored(float* x, uint16_t* y, int64_t n, cudaStream_t stream) {
+  LS_CHECK_GE(n, 0) << "RoundToBf16Stored";
+  if (n == 0) return;
+  RoundToBf16StoredKernel<<<GridFor(n), kThreads, 0, stream>>>(x, y, n);
   LS_CUDA_CHECK_LAUNCH();
 }
 

@@ -116,6 +116,13 @@ class Backend {
   virtual void Scale(float* x, int64_t n, float s) = 0;
   virtual double SumOfSquares(const float* x, int64_t n) = 0;
 
+  // ---- bf16 activation storage (ActivationStorage::kBf16) ----
+  // bits = x rounded to bf16 (nearest even), and x = those values, in one pass: the
+  // fp32 working copy then holds exactly what is stored. bits may be null (round only).
+  virtual void RoundToBf16Stored(float* x, uint16_t* bits, int64_t n) = 0;
+  // y = the fp32 values of bf16 bits (exact).
+  virtual void Bf16ToFp32(const uint16_t* bits, float* y, int64_t n) = 0;
+
   // ---- convolution and pooling (NHWC, HWIO filters) ----
   virtual size_t Conv2dWorkspaceBytes(const Conv2dShape& s) = 0;
   virtual void Conv2dForward(const Conv2dShape& s, const float* x, const float* w, float* y,

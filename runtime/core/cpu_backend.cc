@@ -69,6 +69,8 @@ class CpuBackend final : public Backend {
       Gemm(false, b.trans_b, m, b.n, b.k, 1.0f, a, lda, b.b, b.ldb, beta, c, ldc);
     }
   }
+  void RoundToBf16Stored(float* x, uint16_t* bits, int64_t n) override { k::RoundToBf16Stored(x, bits, n); }
+  void Bf16ToFp32(const uint16_t* bits, float* y, int64_t n) override { k::Bf16BitsToFp32(bits, y, n); }
   void BiasAdd(float* y, const float* bias, int64_t rows, int64_t cols) override {
     k::BiasAdd(y, bias, rows, cols);
   }

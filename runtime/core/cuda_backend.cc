@@ -162,6 +162,10 @@ class CudaBackend final : public Backend {
     kc::ActivationBackward(act, x, y, dy, dx, n, stream_);
   }
   void Scale(float* x, int64_t n, float s) override { kc::Scale(x, n, s, stream_); }
+  void RoundToBf16Stored(float* x, uint16_t* bits, int64_t n) override {
+    kc::RoundToBf16Stored(x, bits, n, stream_);
+  }
+  void Bf16ToFp32(const uint16_t* bits, float* y, int64_t n) override { kc::Bf16ToFp32(bits, y, n, stream_); }
   double SumOfSquares(const float* x, int64_t n) override {
     Scratch ws(*allocator_, static_cast<size_t>(kc::SumOfSquaresWorkspaceElems(n)) * sizeof(double));
     kc::SumOfSquares(x, n, DeviceDouble(), static_cast<double*>(ws.get()), stream_);

@@ -61,6 +61,10 @@ class Layer {
   virtual void Backward(const StepContext& ctx, const float* x, const float* y, const float* dy,
                         float* dx, int64_t batch) = 0;
 
+  // True when the input must reach this layer unrounded (token ids): the model then
+  // keeps it in fp32 even when activations are stored in bf16.
+  virtual bool NeedsExactInput() const { return false; }
+
   // Multiply-adds x2 per sample for forward, for the weight gradient, for the input gradient.
   virtual double ForwardFlops() const { return 0; }
   virtual double WeightGradFlops() const { return 0; }

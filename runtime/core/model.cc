@@ -112,19 +112,68 @@ void Model::InitializeParameters(uint64_t seed) {
   backend_->CopyFromHost(params_.raw(), host.data(), host.size() * sizeof(float));
 }
 
+void Model::set_activation_storage(ActivationStorage storage) {
+  if (storage == storage_) return;
+  storage_ = storage;
+  capacity_ = 0;  // re-made at the next Forward
+  activations_.clear();
+  work_a_ = work_b_ = Tensor();
+}
+
+void Model::ChooseActivationPrecision() {
+  const size_t n = layers_.size();
+  rounded_.assign(n, false);
+  stored_bf16_.assign(n, false);
+  if (storage_ == ActivationStorage::kFp32) return;
+  std::vector<int64_t> sizes;  // per-sample elements of each rounded output
+  for (size_t i = 0; i + 1 < n; ++i) {
+    rounded_[i] = !layers_[i + 1]->NeedsExactInput();
+    if (rounded_[i]) sizes.push_back(NumElements(layers_[i]->output_shape()));
+  }
+  // Store in bf16 every rounded output of at most `limit` elements, for the limit that
+  // minimises 2 bytes each + 4 for the larger ones + two fp32 working buffers of `limit`.
+  int64_t best_limit = 0, best_bytes = 0;
+  for (int64_t s : sizes) best_bytes += 4 * s;  // limit 0: all fp32
+  if (storage_ == ActivationStorage::kBf16Everywhere) {
+    best_limit = sizes.empty() ? 0 : *std::max_element(sizes.begin(), sizes.end());
+  } else {
+    for (int64_t limit : sizes) {
+      int64_t bytes = 2 * 4 * limit;
+      for (int64_t s : sizes) bytes += s <= limit ? 2 * s : 4 * s;
+      if (bytes < best_bytes || (bytes == best_bytes && limit > best_limit)) {
+        best_bytes = bytes;
+        best_limit = limit;
+      }
+    }
+  }
+  for (size_t i = 0; i + 1 < n; ++i) {
+    stored_bf16_[i] = rounded_[i] && NumElements(layers_[i]->output_shape()) <= best_limit;
+  }
+}
+
 void Model::EnsureCapacity(int64_t batch) {
   if (batch <= capacity_) return;
   capacity_ = batch;
+  ChooseActivationPrecision();
   activations_.clear();
-  int64_t largest = NumElements(input_shape_);
-  for (auto& layer : layers_) {
-    Shape out = layer->output_shape();
+  int64_t largest = NumElements(input_shape_), largest_bf16 = 0;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    Shape out = layers_[i]->output_shape();
     largest = std::max(largest, NumElements(out));
+    if (stored_bf16_[i]) largest_bf16 = std::max(largest_bf16, NumElements(out));
     out.insert(out.begin(), batch);
-    activations_.push_back(Tensor::Empty(*backend_, out, DType::kFloat32));
+    activations_.push_back(Tensor::Empty(*backend_, out, stored_bf16_[i] ? DType::kBFloat16 : DType::kFloat32));
   }
   grad_a_ = Tensor::Empty(*backend_, {batch * largest}, DType::kFloat32);
   grad_b_ = Tensor::Empty(*backend_, {batch * largest}, DType::kFloat32);
+  work_a_ = Tensor::Empty(*backend_, {batch * largest_bf16}, DType::kFloat32);
+  work_b_ = Tensor::Empty(*backend_, {batch * largest_bf16}, DType::kFloat32);
+}
+
+size_t Model::activation_bytes() const {
+  size_t bytes = grad_a_.nbytes() + grad_b_.nbytes() + work_a_.nbytes() + work_b_.nbytes();
+  for (const Tensor& a : activations_) bytes += a.nbytes();
+  return bytes;
 }
 
 Tensor Model::Forward(const StepContext& ctx, const Tensor& x) {
@@ -134,14 +183,33 @@ Tensor Model::Forward(const StepContext& ctx, const Tensor& x) {
   EnsureCapacity(batch);
   const float* in = x.data<float>();
   for (size_t i = 0; i < layers_.size(); ++i) {
-    float* out = activations_[i].data<float>();
+    Tensor& stored = activations_[i];
+    // A bf16-stored output is computed in fp32 into the working buffer the layer is
+    // not reading. Rounded outputs are rounded in place: the next layer reads the
+    // rounded values, the same ones backward sees.
+    float* out = !stored_bf16_[i] ? stored.data<float>()
+                 : in == work_a_.raw() ? work_b_.data<float>()
+                                       : work_a_.data<float>();
     layers_[i]->Forward(ctx, in, out, batch);
+    if (rounded_[i]) {
+      backend_->RoundToBf16Stored(out, stored_bf16_[i] ? static_cast<uint16_t*>(stored.raw()) : nullptr,
+                                  batch * NumElements(layers_[i]->output_shape()));
+    }
     in = out;
   }
   Shape out_shape = output_shape();
   out_shape.insert(out_shape.begin(), batch);
   last_input_ = x;
   return activations_.back().Subview(0, out_shape);
+}
+
+const float* Model::Fp32Activation(int i, int64_t batch, const float* keep) {
+  Tensor& stored = activations_[static_cast<size_t>(i)];
+  if (!stored_bf16_[static_cast<size_t>(i)]) return stored.data<float>();
+  float* target = keep == work_a_.raw() ? work_b_.data<float>() : work_a_.data<float>();
+  backend_->Bf16ToFp32(static_cast<const uint16_t*>(stored.raw()), target,
+                       batch * NumElements(layers_[static_cast<size_t>(i)]->output_shape()));
+  return target;
 }
 
 void Model::Backward(const StepContext& ctx, const Tensor& doutput,
@@ -151,13 +219,15 @@ void Model::Backward(const StepContext& ctx, const Tensor& doutput,
   LS_CHECK_LE(batch, capacity_);
   const float* dy = doutput.data<float>();
   Tensor* next = &grad_a_;
+  // Layer i's output is layer i+1's input: expanded once, when layer i+1 needs it.
+  const float* y = Fp32Activation(static_cast<int>(layers_.size()) - 1, batch, nullptr);
   for (int i = static_cast<int>(layers_.size()) - 1; i >= 0; --i) {
-    const float* x = i == 0 ? last_input_.data<float>() : activations_[static_cast<size_t>(i - 1)].data<float>();
-    const float* y = activations_[static_cast<size_t>(i)].data<float>();
+    const float* x = i == 0 ? last_input_.data<float>() : Fp32Activation(i - 1, batch, y);
     float* dx = i > 0 ? next->data<float>() : dinput != nullptr ? dinput->data<float>() : nullptr;
     layers_[static_cast<size_t>(i)]->Backward(ctx, x, y, dy, dx, batch);
     if (on_grads_ready) on_grads_ready(layer_grad_end_[static_cast<size_t>(i)]);
     dy = dx;
+    y = x;
     next = next == &grad_a_ ? &grad_b_ : &grad_a_;
   }
 }

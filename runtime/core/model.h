@@ -25,6 +25,17 @@ struct ParamInfo {
   ParamSpec spec;
 };
 
+// How the activations kept between forward and backward are held.
+// kBf16 (training.precision: BF16): every layer's output is rounded to bf16, so each
+// layer computes in fp32 on bf16 values, in both passes; the model's output (the
+// logits) and the inputs of layers that need them exact (token ids) are not rounded.
+// A rounded activation is stored in bf16 (half the bytes) when the model's total
+// activation memory shrinks by it, else in fp32: a bf16 one must be expanded into one
+// of two fp32 working buffers (sized for the largest such activation) for each pass,
+// so storing a model's few largest activations in bf16 can cost more than it saves.
+// kBf16Everywhere: the same numerics, every rounded activation stored in bf16 (tests).
+enum class ActivationStorage { kFp32, kBf16, kBf16Everywhere };
+
 class Model {
  public:
   // Builds every layer against the per-sample input shape; on a shape error the
@@ -47,6 +58,13 @@ class Model {
   // learns through the discriminator's input gradient.
   void Backward(const StepContext& ctx, const Tensor& doutput,
                 const std::function<void(int64_t)>& on_grads_ready = nullptr, Tensor* dinput = nullptr);
+
+  // Takes effect at the next Forward (buffers are re-made).
+  void set_activation_storage(ActivationStorage storage);
+  ActivationStorage activation_storage() const { return storage_; }
+  // Bytes of activation memory held for the current capacity: the stored activations
+  // plus the gradient and working buffers.
+  size_t activation_bytes() const;
 
   Tensor& params() { return params_; }
   Tensor& grads() { return grads_; }
@@ -78,9 +96,18 @@ class Model {
   std::vector<int64_t> layer_grad_end_;  // arena prefix complete after layer i's backward
   Tensor params_;
   Tensor grads_;
+  // The fp32 values of activation i (`batch` rows) for backward: the stored tensor, or
+  // its expansion into whichever working buffer does not hold `keep`.
+  const float* Fp32Activation(int i, int64_t batch, const float* keep);
+  // Per layer output: rounded to bf16, and stored in bf16 (see ActivationStorage).
+  void ChooseActivationPrecision();
+
+  ActivationStorage storage_ = ActivationStorage::kFp32;
   int64_t capacity_ = 0;
-  std::vector<Tensor> activations_;  // activations_[i] = input of layer i; back() = output
+  std::vector<bool> rounded_, stored_bf16_;  // per layer output (ChooseActivationPrecision)
+  std::vector<Tensor> activations_;  // activations_[i] = output of layer i (fp32 or bf16)
   Tensor grad_a_, grad_b_;           // ping-pong buffers for activation gradients
+  Tensor work_a_, work_b_;           // fp32 working copies of bf16-stored activations
   Tensor last_input_;                // the input of the last Forward (for layer 0 backward)
 };
 

@@ -586,13 +586,19 @@ Result<std::unique_ptr<Model>> BuildModel(const LoadedRecipe& loaded, const std:
     return InvalidArgumentError(loaded.path + ": gan.discriminator must output one logit per image, shape (1); it "
                                 "outputs " + ShapeToString(shape));
   }
-  if (field != "model") return Model::Create(backend, input_shape, std::move(layers), std::move(labels));
+  auto create = [&]() -> Result<std::unique_ptr<Model>> {
+    LS_ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
+                        Model::Create(backend, input_shape, std::move(layers), std::move(labels)));
+    if (r.training().precision() == config::BF16) model->set_activation_storage(ActivationStorage::kBf16);
+    return model;
+  };
+  if (field != "model") return create();
   // A (T, vocab) output is a language model: softmax cross-entropy per time step.
   Status loss_ok = shape.size() == 2 && ToLossKind(r.loss()) == LossKind::kSoftmaxCrossEntropy
                        ? ValidateSequenceLoss(shape)
                        : ValidateLoss(ToLossKind(r.loss()), shape);
   LS_RETURN_IF_ERROR(loss_ok.WithContext(loaded.path + ": loss"));
-  return Model::Create(backend, input_shape, std::move(layers), std::move(labels));
+  return create();
 }
 
 OptimizerConfig ToOptimizerConfig(const config::Optimizer& o) {

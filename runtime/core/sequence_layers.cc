@@ -19,6 +19,7 @@ class EmbeddingLayer final : public Layer {
  public:
   EmbeddingLayer(int64_t vocab, int64_t dim) : vocab_(vocab), dim_(dim) {}
   std::string Kind() const override { return "embedding"; }
+  bool NeedsExactInput() const override { return true; }  // token ids above 256 are not bf16 values
   std::string Describe() const override {
     return "vocab=" + std::to_string(vocab_) + " dim=" + std::to_string(dim_);
   }

@@ -98,5 +98,31 @@ TEST_F(CudaConvertTest, OddLengthsRoundTrip) {
   }
 }
 
+// training.precision: BF16 stores activations this way: the bits and the rounded fp32
+// copy must both be the CPU's (which the CPU backend writes for the same op).
+TEST_F(CudaConvertTest, RoundToBf16StoredMatchesTheCpu) {
+  TestRng rng(73);
+  for (int64_t n : {int64_t{1}, int64_t{5}, int64_t{4099}, int64_t{300007}}) {
+    std::vector<float> x = rng.Vector(n);
+    x[0] = FromBits(0x3F818000u);  // a tie, rounded to even (up)
+    std::vector<float> want = x;
+    std::vector<uint16_t> want_bits(static_cast<size_t>(n));
+    cpu::RoundToBf16Stored(want.data(), want_bits.data(), n);
+    DeviceBuffer<float> d_x(x);
+    DeviceBuffer<uint16_t> d_bits(n);
+    RoundToBf16Stored(d_x.get(), d_bits.get(), n, stream_);
+    const std::vector<float> got = d_x.Download();
+    const std::vector<uint16_t> got_bits = d_bits.Download();
+    DeviceBuffer<float> d_only(x);  // no bits: round in place only
+    RoundToBf16Stored(d_only.get(), nullptr, n, stream_);
+    const std::vector<float> only = d_only.Download();
+    for (int64_t i = 0; i < n; ++i) {
+      ASSERT_EQ(got_bits[i], want_bits[i]) << "n=" << n << " i=" << i;
+      ASSERT_EQ(Bits(got[i]), Bits(want[i])) << "n=" << n << " i=" << i;
+      ASSERT_EQ(Bits(only[i]), Bits(want[i])) << "n=" << n << " i=" << i;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace lockstep::kernels::cuda

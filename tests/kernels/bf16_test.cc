@@ -8,6 +8,9 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <vector>
+
+#include "kernels/cpu/gemm.h"
 
 namespace lockstep::kernels::cpu {
 namespace {
@@ -82,6 +85,44 @@ TEST(Bf16Test, BulkRoundingInPlace) {
   for (int i = 0; i < 5; ++i) want[i] = RoundToBf16(v[i]);
   RoundToBf16(v, v, 5);
   for (int i = 0; i < 5; ++i) EXPECT_EQ(Bits(v[i]), Bits(want[i])) << i;
+}
+
+// Storage for training.precision: BF16, split over threads: the stored bits are the
+// reference's, the fp32 copy is their exact value, and Bf16BitsToFp32 gives it back.
+TEST(Bf16Test, StoredRoundingAndExpansionMatchTheReference) {
+  const int before = BlasThreads();
+  for (int threads : {1, 3}) {
+    SetBlasThreads(threads);
+    for (int64_t n : {int64_t{0}, int64_t{1}, int64_t{7}, int64_t{100003}}) {
+      std::vector<float> x(static_cast<size_t>(n));
+      uint32_t state = 12345u + static_cast<uint32_t>(n);
+      for (float& f : x) {
+        do {
+          state = state * 1664525u + 1013904223u;
+          f = FromBits(state);
+        } while (std::isnan(f));
+      }
+      std::vector<float> rounded = x, expanded(x.size(), 0.0f);
+      std::vector<uint16_t> bits(x.size(), 0);
+      RoundToBf16Stored(rounded.data(), bits.data(), n);
+      Bf16BitsToFp32(bits.data(), expanded.data(), n);
+      int64_t wrong = 0;
+      for (size_t i = 0; i < x.size(); ++i) {
+        const uint16_t want = ReferenceBits(x[i]);
+        const bool ok = bits[i] == want && Bits(rounded[i]) == static_cast<uint32_t>(want) << 16 &&
+                        Bits(expanded[i]) == Bits(rounded[i]);
+        if (!ok && ++wrong <= 3) {
+          ADD_FAILURE() << std::hex << "x bits 0x" << Bits(x[i]) << ": stored 0x" << bits[i] << " want 0x" << want
+                        << ", rounded 0x" << Bits(rounded[i]) << ", expanded 0x" << Bits(expanded[i]);
+        }
+      }
+      EXPECT_EQ(wrong, 0) << "n=" << n << " threads=" << threads;
+      std::vector<float> rounded_only = x;  // no bits: round in place only
+      RoundToBf16Stored(rounded_only.data(), nullptr, n);
+      EXPECT_TRUE(rounded_only == rounded) << "n=" << n;
+    }
+  }
+  SetBlasThreads(before);
 }
 
 }  // namespace
