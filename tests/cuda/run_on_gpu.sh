@@ -113,18 +113,20 @@ run_tests() {  # binary, log name, timeout
 # mpirun sets it itself (checked on Debian 12 with an empty environment); set here too
 # in case another Open MPI's variables are in the environment. One node, so the plain
 # ob1 + shared-memory/TCP transports (not UCX/libfabric, which probe for network
-# hardware), and no binding (a container's cpuset may not be what hwloc sees).
+# hardware), and no binding (a container's cpuset may not be what hwloc sees). No
+# colour: mpirun gives the ranks a terminal, and the greps below read the log.
 run_ddp() {  # np
   local log=ddp_host_staged_np$1
   OPAL_PREFIX=$mpi_root PATH=$mpi_root/bin:$PATH LD_LIBRARY_PATH=$mpi_root/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} \
     timeout 180 "$mpi_root/bin/mpirun" --allow-run-as-root --oversubscribe --bind-to none \
       --mca pml ob1 --mca btl self,sm,tcp -np "$1" -x LOCKSTEP_REQUIRE_CUDA -x LD_LIBRARY_PATH \
-      "$BUILD/ddp_host_staged_test" > "$OUT/$log.txt" 2>&1
+      "$BUILD/ddp_host_staged_test" --gtest_color=no > "$OUT/$log.txt" 2>&1
   local rc=$?
   grep -E '^\[ +(OK|FAILED|PASSED|SKIPPED) |^\[==========\]|^\[ddp-host-staged\]|^\[rank [0-9]+\]' "$OUT/$log.txt" | head -40
   grep -A8 'Failure$' "$OUT/$log.txt" | head -60
   echo "ddp_host_staged_test -np $1: exit $rc"
-  [ $rc -ne 0 ] && tail -20 "$OUT/$log.txt"
+  # No gtest summary: mpirun or MPI_Init failed before the tests; show why.
+  grep -q '^\[==========\]' "$OUT/$log.txt" || tail -30 "$OUT/$log.txt"
   [ $status -eq 0 ] && status=$rc
   return 0
 }

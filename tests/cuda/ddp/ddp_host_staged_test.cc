@@ -26,6 +26,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,9 @@ constexpr int64_t kBucketElements = 256;
 constexpr std::chrono::milliseconds kDeadline{120'000};
 
 enum class BackendKind { kCpu, kCuda };
+const char* BackendName(BackendKind kind) { return kind == BackendKind::kCpu ? "cpu" : "cuda"; }
+// gtest prints the parameter by name in its failure lines.
+void PrintTo(BackendKind kind, std::ostream* os) { *os << BackendName(kind); }
 
 bool CudaRequired() {
   const char* v = std::getenv("LOCKSTEP_REQUIRE_CUDA");
@@ -113,8 +117,8 @@ struct RunResult {
 // every global batch. `staged` (device buffers; null for a single-process run) sums the
 // gradients, pre-scaled by 1/global batch, through a GradientReducer the way
 // training/trainer.cc does; `mpi` (host buffers) sums the step losses.
-void Train(Backend& be, comm::Communicator* staged, comm::Communicator* mpi, int64_t first, int64_t rows,
-           RunResult* result) {
+void Train(Backend& be, comm::Communicator* staged, comm::Communicator* mpi, int64_t first,
+           int64_t rows, RunResult* result) {
   std::unique_ptr<Model> model = MakeCnn(be);
   ASSERT_NE(model, nullptr);
   model->InitializeParameters(kSeed);
@@ -157,7 +161,8 @@ void Train(Backend& be, comm::Communicator* staged, comm::Communicator* mpi, int
       ctx.step = static_cast<uint64_t>(step);
       ctx.first_global_row = first;
       Tensor out = model->Forward(ctx, x);
-      LossValue loss = ComputeLoss(be, LossKind::kSoftmaxCrossEntropy, out, labels, 1.0f / kGlobalBatch, &dout);
+      LossValue loss =
+          ComputeLoss(be, LossKind::kSoftmaxCrossEntropy, out, labels, 1.0f / kGlobalBatch, &dout);
       loss_sum = loss.sum;
       model->Backward(ctx, dout, on_grads_ready);
     } else {
@@ -169,14 +174,16 @@ void Train(Backend& be, comm::Communicator* staged, comm::Communicator* mpi, int
       ASSERT_TRUE(s.ok()) << Where() << "step " << step << ": " << s.ToString();
     }
     if (mpi != nullptr) {
-      Status s = mpi->AllReduceSync(&loss_sum, 1, comm::DataType::kFloat64, comm::ReduceOp::kSum, {"step loss", step});
+      Status s = mpi->AllReduceSync(&loss_sum, 1, comm::DataType::kFloat64, comm::ReduceOp::kSum,
+                                    {"step loss", step});
       ASSERT_TRUE(s.ok()) << Where() << "step " << step << ": " << s.ToString();
     }
     result->losses.push_back(loss_sum / kGlobalBatch);
     (*opt)->Step(kLearningRate, model->params().data<float>(), model->grads().data<float>());
   }
   result->params.resize(static_cast<size_t>(n));
-  be.CopyToHost(result->params.data(), model->params().raw(), result->params.size() * sizeof(float));
+  be.CopyToHost(result->params.data(), model->params().raw(),
+                result->params.size() * sizeof(float));
 }
 
 // max |a - b| / max |b|: relative to the parameters' own scale (tests/ddp's measure).
@@ -193,7 +200,8 @@ double MaxRelativeDifference(const std::vector<float>& a, const std::vector<floa
 double MaxElementwiseDifference(const std::vector<float>& a, const std::vector<float>& b) {
   double worst = 0;
   for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
-    const double d = std::fabs(static_cast<double>(a[i]) - b[i]) / std::max(1.0, std::fabs(static_cast<double>(b[i])));
+    const double d = std::fabs(static_cast<double>(a[i]) - b[i]) /
+                     std::max(1.0, std::fabs(static_cast<double>(b[i])));
     worst = std::max(worst, d);
   }
   return worst;
@@ -207,7 +215,8 @@ class DdpHostStagedTest : public ::testing::TestWithParam<BackendKind> {
   }
 
   void SetUp() override {
-    Result<std::unique_ptr<comm::MpiCommunicator>> mpi = comm::MpiCommunicator::Create("ddp_host_staged");
+    Result<std::unique_ptr<comm::MpiCommunicator>> mpi =
+        comm::MpiCommunicator::Create("ddp_host_staged");
     ASSERT_TRUE(mpi.ok()) << Where() << mpi.status().ToString();
     mpi_ = std::move(mpi).value();
     mpi_->set_default_deadline(kDeadline);  // before wrapping: the wrapper copies it
@@ -230,14 +239,17 @@ class DdpHostStagedTest : public ::testing::TestWithParam<BackendKind> {
     const int world = mpi_->world_size();
     int32_t mine = why_not.empty() ? 1 : 0;
     std::vector<int32_t> ok(static_cast<size_t>(world));
-    Status s = mpi_->AllGatherSync(&mine, ok.data(), 1, comm::DataType::kInt32, {"backend availability"});
+    Status s =
+        mpi_->AllGatherSync(&mine, ok.data(), 1, comm::DataType::kInt32, {"backend availability"});
     ASSERT_TRUE(s.ok()) << Where() << s.ToString();
     std::string missing;
     for (int r = 0; r < world; ++r) {
-      if (ok[static_cast<size_t>(r)] == 0) missing += (missing.empty() ? "" : ", ") + std::to_string(r);
+      if (ok[static_cast<size_t>(r)] == 0)
+        missing += (missing.empty() ? "" : ", ") + std::to_string(r);
     }
     if (!missing.empty()) {
-      const std::string reason = "no CUDA backend on rank(s) " + missing + " of " + std::to_string(world) +
+      const std::string reason = "no CUDA backend on rank(s) " + missing + " of " +
+                                 std::to_string(world) +
                                  (why_not.empty() ? std::string() : "; " + Where() + why_not);
       if (CudaRequired()) FAIL() << "LOCKSTEP_REQUIRE_CUDA=1: " << reason;
       GTEST_SKIP() << reason;
@@ -257,14 +269,15 @@ class DdpHostStagedTest : public ::testing::TestWithParam<BackendKind> {
 
 TEST_P(DdpHostStagedTest, MatchesTheSingleProcessRunAndRanksAgreeBitwise) {
   const bool cuda = GetParam() == BackendKind::kCuda;
-  const char* name = cuda ? "cuda" : "cpu";
+  const char* name = BackendName(GetParam());
   const int rank = mpi_->rank(), world = mpi_->world_size();
   const std::vector<int64_t> counts = PartitionCounts(kGlobalBatch, world);
   int64_t first = 0;
   for (int r = 0; r < rank; ++r) first += counts[static_cast<size_t>(r)];
 
   RunResult ddp, single, single_cpu;
-  ASSERT_NO_FATAL_FAILURE(Train(backend(), staged_.get(), mpi_.get(), first, counts[static_cast<size_t>(rank)], &ddp));
+  ASSERT_NO_FATAL_FAILURE(
+      Train(backend(), staged_.get(), mpi_.get(), first, counts[static_cast<size_t>(rank)], &ddp));
   ASSERT_NO_FATAL_FAILURE(Train(backend(), nullptr, nullptr, 0, kGlobalBatch, &single));
   if (cuda) {
     ASSERT_NO_FATAL_FAILURE(Train(*cpu_, nullptr, nullptr, 0, kGlobalBatch, &single_cpu));
@@ -272,7 +285,8 @@ TEST_P(DdpHostStagedTest, MatchesTheSingleProcessRunAndRanksAgreeBitwise) {
   ASSERT_EQ(ddp.params.size(), single.params.size()) << Where();
   ASSERT_EQ(ddp.losses.size(), static_cast<size_t>(kSteps)) << Where();
 
-  EXPECT_LT(single.losses.back(), 0.9 * single.losses.front()) << Where() << "the reference run must learn";
+  EXPECT_LT(single.losses.back(), 0.9 * single.losses.front())
+      << Where() << "the reference run must learn";
   for (int step = 0; step < kSteps; ++step) {
     const double want = single.losses[static_cast<size_t>(step)];
     EXPECT_NEAR(ddp.losses[static_cast<size_t>(step)], want, 1e-5 * std::max(1.0, std::fabs(want)))
@@ -288,7 +302,8 @@ TEST_P(DdpHostStagedTest, MatchesTheSingleProcessRunAndRanksAgreeBitwise) {
     // Summation orders differ between cuBLAS/cuDNN and the CPU; a wrong op moves
     // parameters by far more (see FiftyCnnStepsMatchTheCpu).
     vs_cpu = MaxElementwiseDifference(ddp.params, single_cpu.params);
-    EXPECT_LT(vs_cpu, 1e-4) << Where() << "cuda world " << world << ": parameters differ from the CPU run";
+    EXPECT_LT(vs_cpu, 1e-4) << Where() << "cuda world " << world
+                            << ": parameters differ from the CPU run";
     RecordProperty("max_param_rel_diff_vs_cpu", std::to_string(vs_cpu));
   }
 
@@ -297,29 +312,33 @@ TEST_P(DdpHostStagedTest, MatchesTheSingleProcessRunAndRanksAgreeBitwise) {
   const int64_t n = static_cast<int64_t>(ddp.params.size());
   Tensor dev = Tensor::Empty(backend(), {n}, DType::kFloat32);
   backend().CopyFromHost(dev.raw(), ddp.params.data(), dev.nbytes());
-  Status s = staged_->BroadcastSync(dev.raw(), n, comm::DataType::kFloat32, 0, {"rank 0's parameters"});
+  Status s =
+      staged_->BroadcastSync(dev.raw(), n, comm::DataType::kFloat32, 0, {"rank 0's parameters"});
   ASSERT_TRUE(s.ok()) << Where() << s.ToString();
   std::vector<float> rank0(static_cast<size_t>(n));
   backend().CopyToHost(rank0.data(), dev.raw(), dev.nbytes());
   int64_t differ = 0;
   for (int64_t i = 0; i < n; ++i) {
-    differ += std::memcmp(&rank0[static_cast<size_t>(i)], &ddp.params[static_cast<size_t>(i)], sizeof(float)) != 0;
+    differ += std::memcmp(&rank0[static_cast<size_t>(i)], &ddp.params[static_cast<size_t>(i)],
+                          sizeof(float)) != 0;
   }
   EXPECT_EQ(differ, 0) << Where() << name << ": " << differ << " of " << n
                        << " parameters are not bitwise equal to rank 0's";
 
   if (rank == 0) {
-    std::printf("[ddp-host-staged] %s world=%d params=%lld loss %.4f -> %.4f  max rel diff vs single %.3g",
-                name, world, static_cast<long long>(n), ddp.losses.front(), ddp.losses.back(), vs_single);
+    std::printf(
+        "[ddp-host-staged] %s world=%d params=%lld loss %.4f -> %.4f  max rel diff vs single %.3g",
+        name, world, static_cast<long long>(n), ddp.losses.front(), ddp.losses.back(), vs_single);
     if (cuda) std::printf("  vs cpu %.3g", vs_cpu);
     std::printf("\n");
     std::fflush(stdout);
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, DdpHostStagedTest, ::testing::Values(BackendKind::kCpu, BackendKind::kCuda),
+INSTANTIATE_TEST_SUITE_P(Backends, DdpHostStagedTest,
+                         ::testing::Values(BackendKind::kCpu, BackendKind::kCuda),
                          [](const ::testing::TestParamInfo<BackendKind>& info) {
-                           return std::string(info.param == BackendKind::kCpu ? "cpu" : "cuda");
+                           return std::string(BackendName(info.param));
                          });
 
 }  // namespace
