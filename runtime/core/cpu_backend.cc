@@ -50,23 +50,34 @@ class CpuBackend final : public Backend {
     }
     k::Sgemm(ta, tb, m, n, kk, alpha, a, lda, b, ldb, beta, c, ldc);
   }
-  // With bf16 inputs nothing is packed: GemmPackedB falls back to Gemm, which rounds.
+  // With bf16 inputs B is rounded once, into a dense copy at the start of the
+  // workspace, and that copy is packed; GemmPackedB then rounds only A.
   size_t GemmPackedBBytes(int64_t n, int64_t k) override {
-    return bf16_inputs_ ? 0 : k::PackedGemmBFloats(n, k) * sizeof(float);
+    const size_t rounded = bf16_inputs_ ? static_cast<size_t>(n * k) : 0;
+    return (rounded + k::PackedGemmBFloats(n, k)) * sizeof(float);
   }
   PackedB GemmPackB(bool trans_b, int64_t n, int64_t k, const float* b, int64_t ldb, void* workspace) override {
-    if (bf16_inputs_) return PackedB{trans_b, n, k, b, ldb, nullptr};
-    k::PackGemmB(trans_b, n, k, b, ldb, static_cast<float*>(workspace));
-    return PackedB{trans_b, n, k, b, ldb, workspace};
+    auto* packed = static_cast<float*>(workspace);
+    if (bf16_inputs_) {
+      const int64_t rows = trans_b ? n : k, cols = trans_b ? k : n;
+      float* rounded = packed;
+      for (int64_t r = 0; r < rows; ++r) k::RoundToBf16(b + r * ldb, rounded + r * cols, cols);
+      b = rounded;
+      ldb = cols;
+      packed += n * k;
+    }
+    k::PackGemmB(trans_b, n, k, b, ldb, packed);
+    return PackedB{trans_b, n, k, b, ldb, packed};
   }
   void GemmPackedB(int64_t m, const float* a, int64_t lda, const PackedB& b, float beta, float* c,
                    int64_t ldc) override {
+    if (bf16_inputs_) a = RoundedCopy(a, StridedExtent(m, b.k, lda), &bf16_a_);  // b.b is rounded already
     // The packed kernel is single-threaded and wins for small m (it skips OpenBLAS's
     // per-call packing of B); otherwise, or with several BLAS threads, OpenBLAS.
     if (b.packed != nullptr && m <= kPackedGemmMaxRows && k::BlasThreads() == 1) {
       k::SgemmPackedB(m, b.n, b.k, a, lda, static_cast<const float*>(b.packed), beta, c, ldc);
     } else {
-      Gemm(false, b.trans_b, m, b.n, b.k, 1.0f, a, lda, b.b, b.ldb, beta, c, ldc);
+      k::Sgemm(false, b.trans_b, m, b.n, b.k, 1.0f, a, lda, b.b, b.ldb, beta, c, ldc);
     }
   }
   void RoundToBf16Stored(float* x, uint16_t* bits, int64_t n) override { k::RoundToBf16Stored(x, bits, n); }

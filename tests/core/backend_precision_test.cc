@@ -44,18 +44,35 @@ TEST(Bf16GemmCpuTest, EqualsSgemmOnRoundedInputs) {
   }
 }
 
+// The packed-B path (recurrent layers): B rounded once into the workspace and packed,
+// A rounded per call; bitwise the fp32 backend's packed path on pre-rounded inputs, for
+// both transposes of B, padded strides, the packed kernel (m <= 64) and OpenBLAS (m > 64).
 TEST(Bf16GemmCpuTest, PackedPathRoundsToo) {
-  auto be = CreateCpuBackend(GemmPrecision::kBf16Inputs);
+  auto bf16 = CreateCpuBackend(GemmPrecision::kBf16Inputs);
+  auto fp32 = CreateCpuBackend(GemmPrecision::kFp32);
   TestRng rng(22);
-  const int64_t m = 4, n = 24, k = 40;
-  const std::vector<float> a = rng.Vector(m * k), b = rng.Vector(n * k);
-  EXPECT_EQ(be->GemmPackedBBytes(n, k), 0u) << "nothing is packed with bf16 inputs";
-  Backend::PackedB packed = be->GemmPackB(/*trans_b=*/true, n, k, b.data(), k, nullptr);
-  std::vector<float> got(m * n, -1.0f), want(m * n, -1.0f);
-  be->GemmPackedB(m, a.data(), k, packed, 0.0f, got.data(), n);
-  const std::vector<float> ra = Rounded(a), rb = Rounded(b);
-  kernels::cpu::Sgemm(false, true, m, n, k, 1.0f, ra.data(), k, rb.data(), k, 0.0f, want.data(), n);
-  EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0);
+  const int64_t n = 24, k = 40;
+  for (bool tb : {false, true}) {
+    for (int64_t m : {int64_t{4}, int64_t{70}}) {
+      SCOPED_TRACE(::testing::Message() << "tb=" << tb << " m=" << m);
+      const int64_t lda = k + 3, ldb = (tb ? k : n) + 5;
+      const std::vector<float> a = rng.Vector(m * lda), b = rng.Vector((tb ? n : k) * ldb);
+      const std::vector<float> ra = Rounded(a), rb = Rounded(b);
+      std::vector<float> ws_bf16(bf16->GemmPackedBBytes(n, k) / sizeof(float));
+      std::vector<float> ws_fp32(fp32->GemmPackedBBytes(n, k) / sizeof(float));
+      EXPECT_EQ(ws_bf16.size(), ws_fp32.size() + static_cast<size_t>(n * k)) << "room for the rounded copy";
+      Backend::PackedB pb = bf16->GemmPackB(tb, n, k, b.data(), ldb, ws_bf16.data());
+      Backend::PackedB pf = fp32->GemmPackB(tb, n, k, rb.data(), ldb, ws_fp32.data());
+      std::vector<float> got(m * n, -1.0f), want(m * n, -1.0f);
+      bf16->GemmPackedB(m, a.data(), lda, pb, 0.5f, got.data(), n);
+      fp32->GemmPackedB(m, ra.data(), lda, pf, 0.5f, want.data(), n);
+      EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0);
+      std::vector<float> unrounded(m * n, -1.0f);  // and the rounding is not a no-op
+      Backend::PackedB pu = fp32->GemmPackB(tb, n, k, b.data(), ldb, ws_fp32.data());
+      fp32->GemmPackedB(m, a.data(), lda, pu, 0.5f, unrounded.data(), n);
+      EXPECT_NE(std::memcmp(got.data(), unrounded.data(), got.size() * sizeof(float)), 0);
+    }
+  }
 }
 
 TEST(Bf16GemmCpuTest, Fp32BackendIsUnchanged) {
