@@ -64,6 +64,7 @@ struct Variant {
   const char* recipe;
   const char* sets;            // how the distributed runs differ from the reference
   const char* shared_sets = "";  // what the reference run also gets (data settings)
+  double tolerance = 1e-5;       // max relative parameter difference
 };
 
 class DdpEquivalence : public ::testing::TestWithParam<Variant> {};
@@ -77,7 +78,7 @@ TEST_P(DdpEquivalence, WorldSizesOneToFourMatchTheSingleRankRun) {
     std::vector<float> got = Train(v.name, v.recipe, ranks, std::string(v.shared_sets) + " " + v.sets);
     ASSERT_EQ(got.size(), reference.size()) << ranks << " ranks";
     double rel = MaxRelativeDifference(got, reference);
-    EXPECT_LE(rel, 1e-5) << v.name << " with " << ranks << " ranks";
+    EXPECT_LE(rel, v.tolerance) << v.name << " with " << ranks << " ranks";
     std::printf("[ddp] %s ranks=%d max relative difference %.3g\n", v.name, ranks, rel);
   }
 }
@@ -97,6 +98,16 @@ INSTANTIATE_TEST_SUITE_P(
                               "--set distributed.gradient_accumulation_steps=2 --set distributed.zero_stage=1",
                               "--set data.train_samples=146 --set training.drop_last=false"},
                       Variant{"cnn", "cnn48.pbtxt", ""},
+                      // bf16 GEMM inputs and activations. Rounding is discontinuous, and
+                      // rounded values tie in max-pooling windows: the ~1e-7 by which another
+                      // batch split changes fp32 sums flips a rounding now and then, which can
+                      // move a window's argmax and route a whole gradient element elsewhere.
+                      // Measured at 2-4 ranks (and on one rank with gradient accumulation):
+                      // <= 6.4e-4 (CNN), 1.1e-4 (transformer); BF16_GEMM alone <= 1.9e-6;
+                      // FP32 vs BF16 themselves differ by 4.9e-2.
+                      Variant{"cnn_bf16", "cnn48.pbtxt", "", "--set training.precision=BF16", 2e-3},
+                      Variant{"charlm_transformer_bf16", "charlm48.pbtxt", "", "--set training.precision=BF16",
+                              2e-3},
                       Variant{"lstm", "lstm48.pbtxt", ""},
                       Variant{"charlm_transformer", "charlm48.pbtxt", ""},
                       Variant{"charlm_lstm_accumulate2_zero1", "charlstm48.pbtxt",
