@@ -598,15 +598,19 @@ namespace {
 // training.precision: BF16_GEMM: the GPU's bf16 tensor-core GEMM against the CPU
 // backend's emulation (inputs rounded to bf16, fp32 sums): the products are exact in
 // fp32 on both, so only the summation order differs.
-TEST(CudaBf16GemmTest, MatchesTheCpuEmulation) {
-  CudaBackendOptions options;
-  options.gemm_precision = GemmPrecision::kBf16Inputs;
-  Result<std::unique_ptr<Backend>> gpu = CreateCudaBackend(options);
-  if (!gpu.ok()) {
-    if (CudaRequired()) FAIL() << "LOCKSTEP_REQUIRE_CUDA=1: " << gpu.status().message();
-    GTEST_SKIP() << "no CUDA backend: " << gpu.status().message();
+// The CUDA backend with bf16 GEMMs, and the CPU backend's emulation of them.
+class CudaBf16Test : public CudaBackendTest {
+ protected:
+  void SetUp() override {
+    options_.gemm_precision = GemmPrecision::kBf16Inputs;
+    CudaBackendTest::SetUp();
+    cpu_ = CreateCpuBackend(GemmPrecision::kBf16Inputs);
   }
-  std::unique_ptr<Backend> cpu = CreateCpuBackend(GemmPrecision::kBf16Inputs);
+};
+
+TEST_F(CudaBf16Test, GemmMatchesTheCpuEmulation) {
+  Backend* gpu = gpu_.get();
+  Backend* cpu = cpu_.get();
   TestRng rng(24);
   for (bool ta : {false, true}) {
     for (bool tb : {false, true}) {
@@ -615,9 +619,9 @@ TEST(CudaBf16GemmTest, MatchesTheCpuEmulation) {
       const std::vector<float> A = rng.Vector((ta ? k : m) * lda), B = rng.Vector((tb ? n : k) * ldb);
       std::vector<float> want(static_cast<size_t>(m * n)), got(want.size());
       cpu->Gemm(ta, tb, m, n, k, 1.0f, A.data(), lda, B.data(), ldb, 0.0f, want.data(), n);
-      Args args(**gpu);
+      Args args(*gpu);
       float* c = args.Out<float>(m * n);
-      (*gpu)->Gemm(ta, tb, m, n, k, 1.0f, args.In(A), lda, args.In(B), ldb, 0.0f, c, n);
+      gpu->Gemm(ta, tb, m, n, k, 1.0f, args.In(A), lda, args.In(B), ldb, 0.0f, c, n);
       got = args.Read(c);
       int64_t bad = 0;
       for (size_t i = 0; i < want.size(); ++i) bad += std::fabs(got[i] - want[i]) > 1e-5f + 1e-5f * std::fabs(want[i]);
@@ -655,19 +659,11 @@ TEST_F(CudaBackendTest, Bf16StorageOpsMatchTheCpuBitForBit) {
   }, 0, 0);
 }
 
-TEST(CudaBf16TrainingTest, CnnWithBf16StorageMatchesTheCpu) {
-  CudaBackendOptions options;
-  options.gemm_precision = GemmPrecision::kBf16Inputs;
-  Result<std::unique_ptr<Backend>> gpu = CreateCudaBackend(options);
-  if (!gpu.ok()) {
-    if (CudaRequired()) FAIL() << "LOCKSTEP_REQUIRE_CUDA=1: " << gpu.status().message();
-    GTEST_SKIP() << "no CUDA backend: " << gpu.status().message();
-  }
-  std::unique_ptr<Backend> cpu = CreateCpuBackend(GemmPrecision::kBf16Inputs);
+TEST_F(CudaBf16Test, CnnWithBf16StorageMatchesTheCpu) {
   std::vector<float> cpu_params, gpu_params, cpu_grads, gpu_grads;
   std::vector<double> cpu_losses, gpu_losses;
-  TrainCnn(*cpu, 50, &cpu_params, &cpu_losses, ActivationStorage::kBf16Everywhere, &cpu_grads);
-  TrainCnn(**gpu, 50, &gpu_params, &gpu_losses, ActivationStorage::kBf16Everywhere, &gpu_grads);
+  TrainCnn(*cpu_, 50, &cpu_params, &cpu_losses, ActivationStorage::kBf16Everywhere, &cpu_grads);
+  TrainCnn(*gpu_, 50, &gpu_params, &gpu_losses, ActivationStorage::kBf16Everywhere, &gpu_grads);
   ASSERT_EQ(cpu_grads.size(), gpu_grads.size());
   double diff = 0, norm = 0;
   for (size_t i = 0; i < cpu_grads.size(); ++i) {
