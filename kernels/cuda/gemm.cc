@@ -177,7 +177,10 @@ void Gemm(cublasLtHandle_t lt, bool trans_a, bool trans_b, int64_t m, int64_t n,
   Plan* plan = cache.Find(key);
   if (plan == nullptr) {
     auto fresh = std::make_unique<Plan>();
-    fresh->in_gemm = options.epilogue;
+    // cuBLASLt takes no alignment hint for the bias and its kernels may assume 16 bytes,
+    // while a parameter arena packs biases at any 4-byte offset: then the epilogue
+    // kernel adds the bias (and the ReLU, which must follow it).
+    fresh->in_gemm = bias != nullptr && Alignment(bias) < 16 ? GemmEpilogue::kNone : options.epilogue;
     if (!FindAlgorithm(lt, fresh->d, trans_a, trans_b, m, n, k, a, lda, b, ldb, inputs, c, ldc, options,
                        fresh->in_gemm, workspace, &fresh->heuristic)) {
       LS_CHECK(fresh->in_gemm != GemmEpilogue::kNone)

@@ -42,7 +42,9 @@ class CudaGemmTest : public testing::CudaLtTest {
     const int64_t off = p.offset;
     std::vector<float> a = rng_.Vector(off + a_rows * lda), b = rng_.Vector(off + b_rows * ldb);
     std::vector<float> c = rng_.Vector(off + p.m * ldc);
-    const std::vector<float> bias = rng_.Vector(p.n);
+    // The bias shares the offset: at 4-byte alignment it cannot go into cuBLASLt's
+    // epilogue (see gemm.cc), so both paths are covered.
+    const std::vector<float> bias = rng_.Vector(off + p.n);
     const bool has_bias = ep == GemmEpilogue::kBias || ep == GemmEpilogue::kBiasRelu;
     const bool relu = ep == GemmEpilogue::kRelu || ep == GemmEpilogue::kBiasRelu;
     if (beta == 0.0f) {  // beta == 0 must overwrite: plant NaNs in C on both sides
@@ -64,7 +66,7 @@ class CudaGemmTest : public testing::CudaLtTest {
         }
         double v =
             alpha * acc + (beta == 0.0f ? 0.0 : beta * static_cast<double>(c[off + r * ldc + j]));
-        if (has_bias) v += bias[j];
+        if (has_bias) v += bias[off + j];
         if (relu) v = v > 0.0 ? v : 0.0;
         want[r * p.n + j] = v;
         bound[r * p.n + j] = std::fabs(alpha) * mag;
@@ -73,7 +75,7 @@ class CudaGemmTest : public testing::CudaLtTest {
 
     GemmOptions opt;
     opt.epilogue = ep;
-    opt.bias = has_bias ? d_bias.get() : nullptr;
+    opt.bias = has_bias ? d_bias.get() + off : nullptr;
     opt.allow_tf32 = tf32;
     Sgemm(lt_->handle(), ta, tb, p.m, p.n, p.k, alpha, d_a.get() + off, lda, d_b.get() + off, ldb,
           beta, d_c.get() + off, ldc, opt, lt_->workspace(), stream_);
