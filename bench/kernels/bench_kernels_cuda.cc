@@ -227,12 +227,13 @@ void BenchElementwise(const Bench& b) {
          [&] { kc::BiasAdd(y.f(), bias.f(), rows, cols, s); });
   b.Time("bias_relu_fwd", "elementwise", shape, "8RC+4C", 8.0 * rc + 4.0 * cols,
          [&] { kc::BiasActivationForward(y.f(), bias.f(), rows, cols, Activation::kRelu, s); });
-  // Column sums parallelise over columns: the narrow layer (128, the MLP's hidden
-  // width) is the hard case.
-  for (const int64_t c : {cols, int64_t{128}}) {
+  // Column sums: the narrow layer (128, the MLP's hidden width) and a convolution's
+  // bias (32 filters over N*H*W rows, split into row chunks) are the hard cases.
+  for (const int64_t c : {cols, int64_t{128}, int64_t{32}}) {
     const int64_t r = n / c;
+    DeviceBuffer ws(kc::BiasBackwardWorkspaceBytes(r, c), b.meter);
     b.Time("bias_bwd", "elementwise", Shape2(r, c), "4RC+4C", 4.0 * r * c + 4.0 * c,
-           [&] { kc::BiasBackward(dy.f(), r, c, 0.0f, dbias.f(), s); });
+           [&] { kc::BiasBackward(dy.f(), r, c, 0.0f, dbias.f(), ws.as<void>(), s); });
   }
 }
 

@@ -20,8 +20,13 @@ void BiasActivationForward(float* y, const float* bias, int64_t rows, int64_t co
 // y (rows, cols) += bias (cols).
 void BiasAdd(float* y, const float* bias, int64_t rows, int64_t cols, cudaStream_t stream);
 // dbias (cols) = beta * dbias + column sums of dy (rows, cols), summed in double in a
-// fixed order. beta is 0 (overwrite) or 1 (accumulate).
-void BiasBackward(const float* dy, int64_t rows, int64_t cols, float beta, float* dbias,
+// fixed order. beta is 0 (overwrite) or 1 (accumulate). Few columns over many rows (a
+// convolution's bias: N*H*W rows) are split into row chunks whose double partials a
+// second pass adds in chunk order; the chunking depends only on (rows, cols), so the
+// result is bitwise repeatable. workspace: BiasBackwardWorkspaceBytes(rows, cols) bytes
+// (may be null when that is 0), 8-byte aligned.
+size_t BiasBackwardWorkspaceBytes(int64_t rows, int64_t cols);
+void BiasBackward(const float* dy, int64_t rows, int64_t cols, float beta, float* dbias, void* workspace,
                   cudaStream_t stream);
 
 // y = f(x) over n (x == y allowed).

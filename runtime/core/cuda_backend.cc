@@ -152,7 +152,8 @@ class CudaBackend final : public Backend {
     kc::BiasActivationForward(y, bias, rows, cols, act, stream_);
   }
   void BiasBackward(const float* dy, int64_t rows, int64_t cols, float beta, float* dbias) override {
-    kc::BiasBackward(dy, rows, cols, beta, dbias, stream_);
+    Scratch ws(*allocator_, kc::BiasBackwardWorkspaceBytes(rows, cols));
+    kc::BiasBackward(dy, rows, cols, beta, dbias, ws.get(), stream_);
   }
   void ActivationForward(Activation act, const float* x, float* y, int64_t n) override {
     kc::ActivationForward(act, x, y, n, stream_);

@@ -85,18 +85,24 @@ TEST_F(CudaElementwiseTest, BiasAddIsExact) {
 
 TEST_F(CudaElementwiseTest, BiasBackwardMatchesCpuOverwriteAndAccumulate) {
   TestRng rng(13);
-  const Shape shapes[] = {{1, 1}, {7, 33}, {1000, 65}, {5000, 3}, {17, 1}, {0, 9}, {3, 300}};
+  // Also many rows over few columns (a convolution's bias), split into row chunks.
+  const Shape shapes[] = {{1, 1},     {7, 33},     {1000, 65}, {5000, 3}, {17, 1},
+                          {0, 9},     {3, 300},    {50176, 32}, {40000, 7}, {100003, 64}};
   for (const Shape& s : shapes) {
     for (float beta : {0.0f, 1.0f}) {
       SCOPED_TRACE(::testing::Message()
                    << "rows=" << s.rows << " cols=" << s.cols << " beta=" << beta);
       const std::vector<float> dy = rng.Vector(s.rows * s.cols);
       std::vector<float> dbias = rng.Vector(s.cols);
-      DeviceBuffer<float> d_dy(dy), d_dbias(dbias);
-      BiasBackward(d_dy.get(), s.rows, s.cols, beta, d_dbias.get(), stream_);
+      DeviceBuffer<float> d_dy(dy), d_dbias(dbias), d_again(dbias);
+      DeviceBuffer<double> ws(std::max<size_t>(1, BiasBackwardWorkspaceBytes(s.rows, s.cols) / sizeof(double)));
+      BiasBackward(d_dy.get(), s.rows, s.cols, beta, d_dbias.get(), ws.get(), stream_);
+      BiasBackward(d_dy.get(), s.rows, s.cols, beta, d_again.get(), ws.get(), stream_);
       cpu::BiasBackward(dy.data(), s.rows, s.cols, beta, dbias.data());
       // Both sum in double and round once: at most the last bit can differ.
-      EXPECT_TRUE(testing::WithinUlps(d_dbias.Download(), dbias, 1));
+      const std::vector<float> got = d_dbias.Download();
+      EXPECT_TRUE(testing::WithinUlps(got, dbias, 1));
+      EXPECT_TRUE(BitwiseEqual(d_again.Download(), got)) << "repeatable";
     }
   }
 }
