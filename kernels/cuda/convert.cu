@@ -26,7 +26,25 @@ __global__ void RoundToBf16StoredKernel(float* x, uint16_t* y, int64_t n) {
   }
 }
 
+__global__ void Fp32ToBf16MatrixKernel(const float* x, int64_t rows, int64_t cols, int64_t ldx, uint16_t* y,
+                                       int64_t ldy) {
+  const int64_t n = rows * cols;
+  LS_GRID_STRIDE_LOOP(i, n) {
+    const int64_t r = i / cols, c = i - r * cols;
+    y[r * ldy + c] = __bfloat16_as_ushort(__float2bfloat16_rn(x[r * ldx + c]));
+  }
+}
+
 }  // namespace
+
+void Fp32ToBf16Matrix(const float* x, int64_t rows, int64_t cols, int64_t ldx, uint16_t* y, int64_t ldy,
+                      cudaStream_t stream) {
+  LS_CHECK(rows >= 0 && cols >= 0 && ldx >= cols && ldy >= cols)
+      << "Fp32ToBf16Matrix: rows=" << rows << " cols=" << cols << " ldx=" << ldx << " ldy=" << ldy;
+  if (rows == 0 || cols == 0) return;
+  Fp32ToBf16MatrixKernel<<<GridFor(rows * cols), kThreads, 0, stream>>>(x, rows, cols, ldx, y, ldy);
+  LS_CUDA_CHECK_LAUNCH();
+}
 
 void Fp32ToBf16(const float* x, uint16_t* y, int64_t n, cudaStream_t stream) {
   LS_CHECK_GE(n, 0) << "Fp32ToBf16";

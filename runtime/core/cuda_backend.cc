@@ -52,6 +52,23 @@ class Scratch {
   void* ptr_;
 };
 
+// A compact bf16 copy (row stride kc::Bf16RowStride(cols)) of a row-major fp32 matrix,
+// converted on the stream at construction; scratch like Scratch.
+class Bf16Copy {
+ public:
+  Bf16Copy(kc::CachingAllocator& alloc, int64_t rows, int64_t cols, const float* x, int64_t ldx,
+           cudaStream_t stream)
+      : ld_(kc::Bf16RowStride(cols)), scratch_(alloc, static_cast<size_t>(rows * ld_) * sizeof(uint16_t)) {
+    kc::Fp32ToBf16Matrix(x, rows, cols, ldx, data(), ld_, stream);
+  }
+  uint16_t* data() const { return static_cast<uint16_t*>(scratch_.get()); }
+  int64_t ld() const { return ld_; }
+
+ private:
+  int64_t ld_;
+  Scratch scratch_;
+};
+
 class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(const CudaBackendOptions& options) : options_(options) {
@@ -133,6 +150,27 @@ class CudaBackend final : public Backend {
   }
   // Bias and ReLU go into cuBLASLt's epilogue (it falls back to a separate kernel when
   // it has no fused algorithm for a shape); tanh and sigmoid stay a separate pass.
+  // With bf16 GEMMs, a recurrent kernel B is converted once per sequence (GemmPackB)
+  // instead of at every time step; fp32 keeps Backend's defaults (no copy).
+  size_t GemmPackedBBytes(int64_t n, int64_t k) override {
+    if (!Bf16Gemms()) return 0;
+    return static_cast<size_t>(std::max(n * kc::Bf16RowStride(k), k * kc::Bf16RowStride(n))) * sizeof(uint16_t);
+  }
+  PackedB GemmPackB(bool trans_b, int64_t n, int64_t k, const float* b, int64_t ldb, void* workspace) override {
+    if (!Bf16Gemms()) return Backend::GemmPackB(trans_b, n, k, b, ldb, workspace);
+    const int64_t rows = trans_b ? n : k, cols = trans_b ? k : n;
+    kc::Fp32ToBf16Matrix(b, rows, cols, ldb, static_cast<uint16_t*>(workspace), kc::Bf16RowStride(cols), stream_);
+    return PackedB{trans_b, n, k, b, ldb, workspace};
+  }
+  void GemmPackedB(int64_t m, const float* a, int64_t lda, const PackedB& b, float beta, float* c,
+                   int64_t ldc) override {
+    if (b.packed == nullptr) return Backend::GemmPackedB(m, a, lda, b, beta, c, ldc);
+    Bf16Copy a16(*allocator_, m, b.k, a, lda, stream_);
+    const int64_t ld16 = kc::Bf16RowStride(b.trans_b ? b.k : b.n);
+    kc::GemmBf16Inputs(lt_->handle(), false, b.trans_b, m, b.n, b.k, 1.0f, a16.data(), a16.ld(),
+                       static_cast<const uint16_t*>(b.packed), ld16, beta, c, ldc, kc::GemmOptions{},
+                       lt_->workspace(), stream_);
+  }
   void GemmBiasActivation(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
                           const float* b, int64_t ldb, const float* bias, Activation act, float* c) override {
     if (act != Activation::kIdentity && act != Activation::kRelu) {
@@ -323,19 +361,18 @@ class CudaBackend final : public Backend {
                 int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
     opt.allow_tf32 = options_.allow_tf32;
     if (options_.gemm_precision == GemmPrecision::kBf16Inputs) {
-      // Both inputs converted to bf16 scratch (same strides), then a bf16 tensor-core GEMM.
-      const int64_t a_n = StridedExtent(ta ? k : m, ta ? m : k, lda), b_n = StridedExtent(tb ? n : k, tb ? k : n, ldb);
-      Scratch a16(*allocator_, static_cast<size_t>(a_n) * sizeof(uint16_t));
-      Scratch b16(*allocator_, static_cast<size_t>(b_n) * sizeof(uint16_t));
-      kc::Fp32ToBf16(a, static_cast<uint16_t*>(a16.get()), a_n, stream_);
-      kc::Fp32ToBf16(b, static_cast<uint16_t*>(b16.get()), b_n, stream_);
-      kc::GemmBf16Inputs(lt_->handle(), ta, tb, m, n, k, alpha, static_cast<const uint16_t*>(a16.get()), lda,
-                         static_cast<const uint16_t*>(b16.get()), ldb, beta, c, ldc, opt, lt_->workspace(),
-                         stream_);
+      // Both inputs converted to compact bf16 copies (16-byte rows), then a bf16
+      // tensor-core GEMM.
+      Bf16Copy a16(*allocator_, ta ? k : m, ta ? m : k, a, lda, stream_);
+      Bf16Copy b16(*allocator_, tb ? n : k, tb ? k : n, b, ldb, stream_);
+      kc::GemmBf16Inputs(lt_->handle(), ta, tb, m, n, k, alpha, a16.data(), a16.ld(), b16.data(), b16.ld(), beta, c,
+                         ldc, opt, lt_->workspace(), stream_);
       return;
     }
     kc::Sgemm(lt_->handle(), ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, opt, lt_->workspace(), stream_);
   }
+
+  bool Bf16Gemms() const { return options_.gemm_precision == GemmPrecision::kBf16Inputs; }
 
   // Device scalars: [0] a double (loss or sum), [1] an int64 (correct count).
   static constexpr size_t kScalarBytes = 2 * sizeof(double);

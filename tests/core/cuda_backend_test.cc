@@ -630,6 +630,34 @@ TEST_F(CudaBf16Test, GemmMatchesTheCpuEmulation) {
   }
 }
 
+// The packed-B path of the recurrent layers: B converted once (GemmPackB), A per call,
+// A a column slice of a wider matrix (an LSTM step's h_{t-1} inside the sequence).
+TEST_F(CudaBf16Test, PackedGemmMatchesTheCpuEmulation) {
+  TestRng rng(26);
+  const int64_t n = 24, k = 40;
+  for (bool tb : {false, true}) {
+    for (int64_t m : {int64_t{4}, int64_t{70}}) {
+      SCOPED_TRACE(::testing::Message() << "tb=" << tb << " m=" << m);
+      const int64_t lda = 5 * k, ldb = (tb ? k : n) + 5;
+      const std::vector<float> A = rng.Vector(m * lda), B = rng.Vector((tb ? n : k) * ldb);
+      std::vector<float> ws(cpu_->GemmPackedBBytes(n, k) / sizeof(float) + 1);
+      std::vector<float> want(static_cast<size_t>(m * n), 0.5f);
+      cpu_->GemmPackedB(m, A.data() + k, lda, cpu_->GemmPackB(tb, n, k, B.data(), ldb, ws.data()), 1.0f,
+                        want.data(), n);
+      Args args(*gpu_);
+      float* c = args.In(std::vector<float>(want.size(), 0.5f));
+      uint16_t* gpu_ws = args.Out<uint16_t>(static_cast<int64_t>(gpu_->GemmPackedBBytes(n, k) / sizeof(uint16_t)));
+      const Backend::PackedB packed = gpu_->GemmPackB(tb, n, k, args.In(B), ldb, gpu_ws);
+      EXPECT_NE(packed.packed, nullptr) << "bf16: B is converted once";
+      gpu_->GemmPackedB(m, args.In(A) + k, lda, packed, 1.0f, c, n);
+      const std::vector<float> got = args.Read(c);
+      int64_t bad = 0;
+      for (size_t i = 0; i < want.size(); ++i) bad += std::fabs(got[i] - want[i]) > 1e-5f + 1e-5f * std::fabs(want[i]);
+      EXPECT_EQ(bad, 0);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace lockstep
 

@@ -98,6 +98,31 @@ TEST_F(CudaConvertTest, OddLengthsRoundTrip) {
   }
 }
 
+// A column slice of a wider matrix, converted into a compact 16-byte-aligned copy: the
+// matrix's bits are the CPU's, the destination's padding is untouched.
+TEST_F(CudaConvertTest, Fp32ToBf16MatrixConvertsOnlyTheMatrix) {
+  TestRng rng(74);
+  struct Case {
+    int64_t rows, cols, ldx;
+  };
+  for (const Case& c : {Case{1, 1, 1}, Case{5, 3, 17}, Case{64, 128, 2048}, Case{33, 65, 65}}) {
+    const int64_t ldy = Bf16RowStride(c.cols);
+    ASSERT_EQ(ldy % 8, 0);
+    const std::vector<float> x = rng.Vector(c.rows * c.ldx);
+    const std::vector<uint16_t> sentinel(static_cast<size_t>(c.rows * ldy), 0xABCDu);
+    DeviceBuffer<float> d_x(x);
+    DeviceBuffer<uint16_t> d_y(sentinel);
+    Fp32ToBf16Matrix(d_x.get(), c.rows, c.cols, c.ldx, d_y.get(), ldy, stream_);
+    const std::vector<uint16_t> y = d_y.Download();
+    for (int64_t r = 0; r < c.rows; ++r) {
+      for (int64_t j = 0; j < ldy; ++j) {
+        const uint16_t want = j < c.cols ? cpu::Fp32ToBf16Bits(x[r * c.ldx + j]) : 0xABCDu;
+        ASSERT_EQ(y[r * ldy + j], want) << "rows=" << c.rows << " cols=" << c.cols << " r=" << r << " j=" << j;
+      }
+    }
+  }
+}
+
 // training.precision: BF16 stores activations this way: the bits and the rounded fp32
 // copy must both be the CPU's (which the CPU backend writes for the same op).
 TEST_F(CudaConvertTest, RoundToBf16StoredMatchesTheCpu) {
