@@ -131,8 +131,10 @@ bool ChooseAlgorithm(const std::vector<Perf>& results, int returned, bool determ
   return false;
 }
 
+// The plan of s, or null with *why set when cuDNN offers no usable algorithm for one of
+// the passes (e.g. none deterministic for this shape).
 std::unique_ptr<ConvPlan> MakePlan(cudnnHandle_t handle, const Conv2dShape& s, bool deterministic,
-                                   size_t cap) {
+                                   size_t cap, std::string* why) {
   auto p = std::make_unique<ConvPlan>();
   p->filter = FilterOf(s);
   p->scratch_bytes =
@@ -173,10 +175,10 @@ std::unique_ptr<ConvPlan> MakePlan(cudnnHandle_t handle, const Conv2dShape& s, b
   const auto fwd_size = [&](cudnnConvolutionFwdAlgo_t algo, size_t* bytes) {
     return cudnnGetConvolutionForwardWorkspaceSize(handle, p->x, p->w, p->conv, p->y, algo, bytes);
   };
-  LS_CHECK(ChooseAlgorithm(fwd, returned, deterministic, cap, fwd_size, &p->fwd_algo, &p->fwd_bytes,
-                           &rejected))
-      << "CudnnConvolution: no forward algorithm" << mode << " for " << Describe(s) << ":"
-      << rejected;
+  if (!ChooseAlgorithm(fwd, returned, deterministic, cap, fwd_size, &p->fwd_algo, &p->fwd_bytes, &rejected)) {
+    *why = "no forward algorithm" + std::string(mode) + " for " + Describe(s) + ":" + rejected;
+    return nullptr;
+  }
 
   rejected.clear();
   LS_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(handle, &max_count));
@@ -188,10 +190,11 @@ std::unique_ptr<ConvPlan> MakePlan(cudnnHandle_t handle, const Conv2dShape& s, b
     return cudnnGetConvolutionBackwardDataWorkspaceSize(handle, p->w, p->y, p->conv, p->x, algo,
                                                         bytes);
   };
-  LS_CHECK(ChooseAlgorithm(bwd_data, returned, deterministic, cap, bwd_data_size, &p->bwd_data_algo,
-                           &p->bwd_data_bytes, &rejected))
-      << "CudnnConvolution: no backward-data algorithm" << mode << " for " << Describe(s) << ":"
-      << rejected;
+  if (!ChooseAlgorithm(bwd_data, returned, deterministic, cap, bwd_data_size, &p->bwd_data_algo,
+                       &p->bwd_data_bytes, &rejected)) {
+    *why = "no backward-data algorithm" + std::string(mode) + " for " + Describe(s) + ":" + rejected;
+    return nullptr;
+  }
 
   rejected.clear();
   LS_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(handle, &max_count));
@@ -203,10 +206,11 @@ std::unique_ptr<ConvPlan> MakePlan(cudnnHandle_t handle, const Conv2dShape& s, b
     return cudnnGetConvolutionBackwardFilterWorkspaceSize(handle, p->x, p->y, p->conv, p->w, algo,
                                                           bytes);
   };
-  LS_CHECK(ChooseAlgorithm(bwd_filter, returned, deterministic, cap, bwd_filter_size,
-                           &p->bwd_filter_algo, &p->bwd_filter_bytes, &rejected))
-      << "CudnnConvolution: no backward-filter algorithm" << mode << " for " << Describe(s) << ":"
-      << rejected;
+  if (!ChooseAlgorithm(bwd_filter, returned, deterministic, cap, bwd_filter_size, &p->bwd_filter_algo,
+                       &p->bwd_filter_bytes, &rejected)) {
+    *why = "no backward-filter algorithm" + std::string(mode) + " for " + Describe(s) + ":" + rejected;
+    return nullptr;
+  }
   return p;
 }
 
@@ -237,13 +241,23 @@ struct CudnnConvolution::Impl {
   cudnnHandle_t handle = nullptr;
   bool deterministic = true;
   size_t cap = 0;
-  std::map<ShapeKey, std::unique_ptr<ConvPlan>> plans;
+  struct Entry {
+    std::unique_ptr<ConvPlan> plan;  // null: unsupported, see why
+    std::string why;
+  };
+  std::map<ShapeKey, Entry> plans;
 
-  // The cached plan of s (batch > 0, shape checked), made on first use.
+  // The cached plan (or the reason there is none) of s (batch > 0, shape checked),
+  // made on first use.
+  const Entry& EntryFor(const Conv2dShape& s) {
+    Entry& e = plans[KeyOf(s)];
+    if (e.plan == nullptr && e.why.empty()) e.plan = MakePlan(handle, s, deterministic, cap, &e.why);
+    return e;
+  }
   const ConvPlan& PlanFor(const Conv2dShape& s) {
-    std::unique_ptr<ConvPlan>& slot = plans[KeyOf(s)];
-    if (slot == nullptr) slot = MakePlan(handle, s, deterministic, cap);
-    return *slot;
+    const Entry& e = EntryFor(s);
+    LS_CHECK(e.plan != nullptr) << "CudnnConvolution: " << e.why << " (check Supports first)";
+    return *e.plan;
   }
 };
 
@@ -260,6 +274,14 @@ CudnnConvolution::~CudnnConvolution() {
 }
 
 bool CudnnConvolution::deterministic() const { return impl_->deterministic; }
+
+bool CudnnConvolution::Supports(const Conv2dShape& s, std::string* why) {
+  CheckShape(s);
+  if (s.batch == 0) return true;
+  const Impl::Entry& e = impl_->EntryFor(s);
+  if (e.plan == nullptr && why != nullptr) *why = e.why;
+  return e.plan != nullptr;
+}
 
 size_t CudnnConvolution::WorkspaceBytes(const Conv2dShape& s) {
   CheckShape(s);

@@ -14,6 +14,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <string>
 
 #include "kernels/cpu/conv.h"
 
@@ -36,6 +37,12 @@ class CudnnConvolution {
   CudnnConvolution& operator=(const CudnnConvolution&) = delete;
 
   bool deterministic() const;
+
+  // Whether cuDNN offers a usable algorithm for all three passes of s (in deterministic
+  // mode, deterministic ones); otherwise false with *why (if non-null) naming the pass
+  // and the rejected algorithms. The passes below abort on an unsupported shape.
+  // Chooses and caches the algorithms, like WorkspaceBytes.
+  bool Supports(const Conv2dShape& s, std::string* why = nullptr);
 
   // Bytes of device workspace every pass below needs for this shape: the filter scratch
   // plus the largest cuDNN workspace of the three chosen algorithms. 0 for batch 0.

@@ -8,8 +8,11 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <iostream>
 #include <new>
 #include <optional>
+#include <set>
+#include <string>
 
 #include "common/check.h"
 #include "kernels/cuda/attention.h"
@@ -214,28 +217,28 @@ class CudaBackend final : public Backend {
   // ---- convolution and pooling ----
   size_t Conv2dWorkspaceBytes(const Conv2dShape& s) override {
 #if LOCKSTEP_HAVE_CUDNN
-    if (cudnn_) return cudnn_->WorkspaceBytes(s);
+    if (UseCudnn(s)) return cudnn_->WorkspaceBytes(s);
 #endif
     return kc::Conv2dWorkspaceBytes(s);
   }
   void Conv2dForward(const Conv2dShape& s, const float* x, const float* w, float* y,
                      void* ws) override {
 #if LOCKSTEP_HAVE_CUDNN
-    if (cudnn_) return cudnn_->Forward(s, x, w, y, ws, stream_);
+    if (UseCudnn(s)) return cudnn_->Forward(s, x, w, y, ws, stream_);
 #endif
     kc::Conv2dForward(lt_->handle(), lt_->workspace(), s, x, w, y, ws, stream_);
   }
   void Conv2dBackwardData(const Conv2dShape& s, const float* dy, const float* w, float* dx,
                           void* ws) override {
 #if LOCKSTEP_HAVE_CUDNN
-    if (cudnn_) return cudnn_->BackwardData(s, dy, w, dx, ws, stream_);
+    if (UseCudnn(s)) return cudnn_->BackwardData(s, dy, w, dx, ws, stream_);
 #endif
     kc::Conv2dBackwardData(lt_->handle(), lt_->workspace(), s, dy, w, dx, ws, stream_);
   }
   void Conv2dBackwardFilter(const Conv2dShape& s, const float* x, const float* dy, float beta,
                             float* dw, void* ws) override {
 #if LOCKSTEP_HAVE_CUDNN
-    if (cudnn_) return cudnn_->BackwardFilter(s, x, dy, beta, dw, ws, stream_);
+    if (UseCudnn(s)) return cudnn_->BackwardFilter(s, x, dy, beta, dw, ws, stream_);
 #endif
     kc::Conv2dBackwardFilter(lt_->handle(), lt_->workspace(), s, x, dy, beta, dw, ws, stream_);
   }
@@ -373,6 +376,21 @@ class CudaBackend final : public Backend {
   }
 
   bool Bf16Gemms() const { return options_.gemm_precision == GemmPrecision::kBf16Inputs; }
+
+#if LOCKSTEP_HAVE_CUDNN
+  // cuDNN for s when it has usable algorithms (deterministic ones in deterministic mode);
+  // else this shape goes through im2col + cuBLASLt, said once per shape on stderr.
+  bool UseCudnn(const Conv2dShape& s) {
+    if (!cudnn_) return false;
+    std::string why;
+    if (cudnn_->Supports(s, &why)) return true;
+    if (im2col_fallbacks_.insert(why).second) {
+      std::cerr << "lockstep: cuDNN: " << why << "; this convolution uses im2col + cuBLASLt instead" << std::endl;
+    }
+    return false;
+  }
+  std::set<std::string> im2col_fallbacks_;  // the reasons already said
+#endif
 
   // Device scalars: [0] a double (loss or sum), [1] an int64 (correct count).
   static constexpr size_t kScalarBytes = 2 * sizeof(double);
