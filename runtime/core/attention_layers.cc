@@ -5,13 +5,10 @@
 #include <sstream>
 
 #include "runtime/core/sequence_layers.h"
+#include "runtime/core/transient_arena.h"
 
 namespace lockstep {
 namespace {
-
-float* Floats(Scratch& s, Backend& be, int64_t n) {
-  return static_cast<float*>(s.Get(be, sizeof(float) * static_cast<size_t>(n)));
-}
 
 Status CheckSequenceInput(const std::string& kind, const Shape& in, int64_t dim) {
   if (in.size() != 2 || in[1] != dim) {
@@ -54,16 +51,24 @@ class CausalSelfAttentionLayer final : public Layer {
     dwo_ = g[2].data<float>();
     dbo_ = g[3].data<float>();
   }
+  void SetActivationStorage(ActivationStorage storage) override {
+    for (SavedActivation* a : {&qkv_, &probs_, &attn_}) a->set_bf16(storage != ActivationStorage::kFp32);
+  }
+  // bf16: qkv and attn are rounded before use, probs after (they come out of one op
+  // with attn), so backward sees probs rounded where forward used them unrounded.
   void Forward(const StepContext& ctx, const float* x, float* y, int64_t batch) override {
     Backend& be = *ctx.backend;
     const int64_t rows = batch * t_;
     const AttentionShape s = ShapeFor(batch);
-    float* qkv = Floats(qkv_, be, rows * 3 * dim_);
-    float* probs = Floats(probs_, be, batch * heads_ * t_ * t_);
-    float* attn = Floats(attn_, be, rows * dim_);
+    float* qkv = qkv_.Begin(ctx, rows * 3 * dim_);
+    float* probs = probs_.Begin(ctx, batch * heads_ * t_ * t_);
+    float* attn = attn_.Begin(ctx, rows * dim_);
     be.Gemm(false, false, rows, 3 * dim_, dim_, 1.0f, x, dim_, wqkv_, 3 * dim_, 0.0f, qkv, 3 * dim_);
     be.BiasAdd(qkv, bqkv_, rows, 3 * dim_);
+    qkv_.Seal(ctx);
     be.CausalAttentionForward(s, qkv, probs, attn);
+    probs_.Seal(ctx);
+    attn_.Seal(ctx);
     be.Gemm(false, false, rows, dim_, dim_, 1.0f, attn, dim_, wo_, dim_, 0.0f, y, dim_);
     be.BiasAdd(y, bo_, rows, dim_);
   }
@@ -72,12 +77,12 @@ class CausalSelfAttentionLayer final : public Layer {
     Backend& be = *ctx.backend;
     const int64_t rows = batch * t_;
     const AttentionShape s = ShapeFor(batch);
-    const float* qkv = Floats(qkv_, be, rows * 3 * dim_);
-    const float* probs = Floats(probs_, be, batch * heads_ * t_ * t_);
-    const float* attn = Floats(attn_, be, rows * dim_);
-    float* dattn = Floats(dattn_, be, rows * dim_);
-    float* dqkv = Floats(dqkv_, be, rows * 3 * dim_);
-    void* ws = workspace_.Get(be, be.CausalAttentionWorkspaceBytes(s));
+    const float* qkv = qkv_.Get(ctx);
+    const float* probs = probs_.Get(ctx);
+    const float* attn = attn_.Get(ctx);
+    float* dattn = TransientFloats(ctx, dattn_, rows * dim_);
+    float* dqkv = TransientFloats(ctx, dqkv_, rows * 3 * dim_);
+    void* ws = TransientFloats(ctx, workspace_, static_cast<int64_t>((be.CausalAttentionWorkspaceBytes(s) + 3) / 4));
     be.Gemm(true, false, dim_, dim_, rows, 1.0f, attn, dim_, dy, dim_, ctx.grad_beta, dwo_, dim_);
     be.BiasBackward(dy, rows, dim_, ctx.grad_beta, dbo_);
     be.Gemm(false, true, rows, dim_, dim_, 1.0f, dy, dim_, wo_, dim_, 0.0f, dattn, dim_);
@@ -102,8 +107,8 @@ class CausalSelfAttentionLayer final : public Layer {
     return s;
   }
   int64_t heads_, dim_, t_ = 0;
-  Scratch qkv_, probs_, attn_;       // forward, kept for backward
-  Scratch dattn_, dqkv_, workspace_;
+  SavedActivation qkv_, probs_, attn_;  // forward, kept for backward
+  Scratch dattn_, dqkv_, workspace_;     // backward only (when no transient arena)
   float *wqkv_ = nullptr, *bqkv_ = nullptr, *wo_ = nullptr, *bo_ = nullptr;
   float *dwqkv_ = nullptr, *dbqkv_ = nullptr, *dwo_ = nullptr, *dbo_ = nullptr;
 };
@@ -159,49 +164,79 @@ class TransformerBlockLayer final : public Layer {
     }
     LS_CHECK_EQ(next, p.size()) << "transformer_block: parameter view count";
   }
+  void SetActivationStorage(ActivationStorage storage) override {
+    for (SavedActivation* a : {&a0_, &h_, &a2_, &a3_, &a4_}) a->set_bf16(storage != ActivationStorage::kFp32);
+    At(1).SetActivationStorage(storage);
+  }
+  // The arena's memory is scoped to where each activation is used, so a block holds
+  // at once only what one stage needs (bf16: the fp32 copies of its saved activations).
   void Forward(const StepContext& ctx, const float* x, float* y, int64_t batch) override {
     Backend& be = *ctx.backend;
     const int64_t rows = batch * t_, n = rows * dim_;
-    float* a0 = Floats(a0_, be, n);  // LN1(x)
-    float* a1 = Floats(a1_, be, n);  // Attn(a0)
-    float* h = Floats(h_, be, n);    // x + a1
-    float* a2 = Floats(a2_, be, n);  // LN2(h)
-    float* a3 = Floats(a3_, be, rows * hidden_);  // Dense1(a2)
-    float* a4 = Floats(a4_, be, rows * hidden_);  // GELU(a3)
-    At(0).Forward(ctx, x, a0, batch);
-    At(1).Forward(ctx, a0, a1, batch);
-    be.CopyBytes(h, x, sizeof(float) * static_cast<size_t>(n));
-    be.Axpy(1.0f, a1, h, n);
+    float* h = h_.Begin(ctx, n);  // x + Attn(LN1(x)): needed until the end
+    {
+      TransientArena::OptionalScope attention_stage(ctx.transient);
+      float* a0 = a0_.Begin(ctx, n);             // LN1(x)
+      float* a1 = TransientFloats(ctx, a1_, n);  // Attn(a0): not needed by backward
+      At(0).Forward(ctx, x, a0, batch);
+      a0_.Seal(ctx);
+      At(1).Forward(ctx, a0, a1, batch);
+      be.CopyBytes(h, x, sizeof(float) * static_cast<size_t>(n));
+      be.Axpy(1.0f, a1, h, n);
+    }
+    h_.Seal(ctx);
+    TransientArena::OptionalScope mlp_stage(ctx.transient);
+    float* a2 = a2_.Begin(ctx, n);               // LN2(h)
     At(2).Forward(ctx, h, a2, batch);
+    a2_.Seal(ctx);
+    float* a3 = a3_.Begin(ctx, rows * hidden_);  // Dense1(a2)
     At(3).Forward(ctx, a2, a3, rows);
+    a3_.Seal(ctx);
+    float* a4 = a4_.Begin(ctx, rows * hidden_);  // GELU(a3)
     At(4).Forward(ctx, a3, a4, rows);
+    a4_.Seal(ctx);
     At(5).Forward(ctx, a4, y, rows);
     be.Axpy(1.0f, h, y, n);
   }
+  // Each part's backward reads only its input (mlp1/mlp2 have no activation, GELU's
+  // derivative comes from its input, LayerNorm keeps its statistics, attention its own
+  // activations), so the input stands in for the unused output argument.
   void Backward(const StepContext& ctx, const float* x, const float* y, const float* dy, float* dx,
                 int64_t batch) override {
     Backend& be = *ctx.backend;
     const int64_t rows = batch * t_, n = rows * dim_;
-    const float* a0 = Floats(a0_, be, n);
-    const float* a1 = Floats(a1_, be, n);
-    const float* h = Floats(h_, be, n);
-    const float* a2 = Floats(a2_, be, n);
-    const float* a3 = Floats(a3_, be, rows * hidden_);
-    const float* a4 = Floats(a4_, be, rows * hidden_);
-    float* dh = Floats(dh_, be, n);
-    float* dwide = Floats(dwide_, be, rows * hidden_);
-    float* dnarrow = Floats(dnarrow_, be, n);
-    float* dnarrow2 = Floats(dnarrow2_, be, n);
-    // Second residual: dh = dy + d(LN2 path). mlp2 has no activation, so its
-    // output argument is unused; the block output stands in for it.
-    At(5).Backward(ctx, a4, y, dy, dwide, rows);
-    At(4).Backward(ctx, a3, a4, dwide, dwide, rows);
-    At(3).Backward(ctx, a2, a3, dwide, dnarrow, rows);
-    At(2).Backward(ctx, h, a2, dnarrow, dh, batch);
+    float* dh = TransientFloats(ctx, dh_, n);
+    float* dwide = TransientFloats(ctx, dwide_, rows * hidden_);
+    float* dnarrow = TransientFloats(ctx, dnarrow_, n);
+    float* dnarrow2 = TransientFloats(ctx, dnarrow2_, n);
+    // Second residual: dh = dy + d(LN2 path).
+    {
+      TransientArena::OptionalScope stage(ctx.transient);
+      At(5).Backward(ctx, a4_.Get(ctx), y, dy, dwide, rows);
+    }
+    {
+      TransientArena::OptionalScope stage(ctx.transient);
+      const float* a3 = a3_.Get(ctx);
+      At(4).Backward(ctx, a3, a3, dwide, dwide, rows);
+    }
+    {
+      TransientArena::OptionalScope stage(ctx.transient);
+      const float* a2 = a2_.Get(ctx);
+      At(3).Backward(ctx, a2, a2, dwide, dnarrow, rows);
+    }
+    {
+      TransientArena::OptionalScope stage(ctx.transient);
+      const float* h = h_.Get(ctx);
+      At(2).Backward(ctx, h, h, dnarrow, dh, batch);
+    }
     be.Axpy(1.0f, dy, dh, n);
     // First residual: dx = dh + d(LN1 path).
-    At(1).Backward(ctx, a0, a1, dh, dnarrow, batch);
-    At(0).Backward(ctx, x, a0, dnarrow, dx ? dnarrow2 : nullptr, batch);
+    {
+      TransientArena::OptionalScope stage(ctx.transient);
+      const float* a0 = a0_.Get(ctx);
+      At(1).Backward(ctx, a0, a0, dh, dnarrow, batch);
+    }
+    At(0).Backward(ctx, x, x, dnarrow, dx ? dnarrow2 : nullptr, batch);
     if (dx) {
       be.CopyBytes(dx, dh, sizeof(float) * static_cast<size_t>(n));
       be.Axpy(1.0f, dnarrow2, dx, n);
@@ -227,8 +262,8 @@ class TransformerBlockLayer final : public Layer {
 
   int64_t heads_, dim_, hidden_, t_ = 0;
   std::vector<Part> parts_;  // ln1, attn, ln2, mlp1, gelu, mlp2
-  Scratch a0_, a1_, h_, a2_, a3_, a4_;  // forward activations, kept for backward
-  Scratch dh_, dwide_, dnarrow_, dnarrow2_;
+  SavedActivation a0_, h_, a2_, a3_, a4_;     // forward activations, kept for backward
+  Scratch a1_, dh_, dwide_, dnarrow_, dnarrow2_;  // dead after the call (no arena: own)
 };
 
 }  // namespace

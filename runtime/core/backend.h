@@ -29,8 +29,8 @@ using AdamHyper = kernels::cpu::AdamHyper;
 using RecurrentStep = kernels::cpu::RecurrentStep;
 using AttentionShape = kernels::cpu::AttentionShape;
 
-// Device memory held through a backend's allocator (all zero on the CPU backend,
-// whose memory the process's peak RSS already reports).
+// Memory held through a backend's Allocate: the CUDA backend's caching allocator (in
+// use, and reserved = in use + cached), or the CPU backend's (reserved = in use).
 struct BackendMemoryStats {
   size_t bytes_in_use = 0;
   size_t peak_bytes_in_use = 0;

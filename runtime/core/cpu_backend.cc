@@ -1,8 +1,10 @@
 // The CPU backend: thin adapters from the op table to kernels/cpu.
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <new>
-
+#include <unordered_map>
 #include <vector>
 
 #include "kernels/cpu/bf16.h"
@@ -27,9 +29,35 @@ class CpuBackend final : public Backend {
   std::string name() const override { return "cpu"; }
 
   // Host memory is device memory here: 64-byte aligned (whole cache lines, AVX-512
-  // loads never split), see Backend::AllocateHost.
-  void* Allocate(size_t bytes) override { return AllocateHost(bytes); }
-  void Free(void* p) override { FreeHost(p); }
+  // loads never split), see Backend::AllocateHost. Counted, so that memory_stats() says
+  // what the model, optimiser and layers hold, as the CUDA backend's allocator does.
+  void* Allocate(size_t bytes) override {
+    void* p = AllocateHost(bytes);
+    if (p == nullptr) return p;
+    std::lock_guard<std::mutex> lock(mu_);
+    sizes_[p] = bytes;
+    stats_.bytes_in_use += bytes;
+    stats_.peak_bytes_in_use = std::max(stats_.peak_bytes_in_use, stats_.bytes_in_use);
+    stats_.bytes_reserved = stats_.bytes_in_use;
+    stats_.peak_bytes_reserved = stats_.peak_bytes_in_use;
+    return p;
+  }
+  void Free(void* p) override {
+    if (p == nullptr) return;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = sizes_.find(p);
+      LS_CHECK(it != sizes_.end()) << "CpuBackend::Free: " << p << " was not allocated here or was freed twice";
+      stats_.bytes_in_use -= it->second;
+      stats_.bytes_reserved = stats_.bytes_in_use;
+      sizes_.erase(it);
+    }
+    FreeHost(p);
+  }
+  BackendMemoryStats memory_stats() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return stats_;
+  }
   void ZeroBytes(void* p, size_t bytes) override {
     if (bytes) std::memset(p, 0, bytes);
   }
@@ -216,6 +244,9 @@ class CpuBackend final : public Backend {
     return scratch->data();
   }
 
+  mutable std::mutex mu_;  // Allocate/Free may come from the checkpoint thread too
+  std::unordered_map<void*, size_t> sizes_;
+  BackendMemoryStats stats_;
   const bool bf16_inputs_;
   std::vector<float> bf16_a_, bf16_b_;  // rounded GEMM inputs (bf16_inputs_ only)
 };

@@ -26,6 +26,21 @@ struct ParamSpec {
   int64_t fan_out = 1;
 };
 
+class TransientArena;
+
+// How the activations kept between forward and backward are held.
+// kBf16 (training.precision: BF16): every layer's output is rounded to bf16, so each
+// layer computes in fp32 on bf16 values, in both passes; the model's output (the
+// logits) and the inputs of layers that need them exact (token ids) are not rounded.
+// A rounded layer output is stored in bf16 (half the bytes) when the model's total
+// activation memory shrinks by it, else in fp32: a bf16 one must be expanded into one
+// of two fp32 working buffers (sized for the largest such activation) for each pass,
+// so storing a model's few largest activations in bf16 can cost more than it saves.
+// Layers that keep activations of their own (a transformer block, attention) keep
+// them in bf16 too (SavedActivation). kBf16Everywhere: the same numerics, every
+// rounded layer output stored in bf16 (tests).
+enum class ActivationStorage { kFp32, kBf16, kBf16Everywhere };
+
 // What a forward/backward call needs to know about the step it belongs to.
 struct StepContext {
   Backend* backend = nullptr;
@@ -35,6 +50,9 @@ struct StepContext {
   uint64_t seed = 0;          // recipe seed (dropout keys)
   uint64_t step = 0;          // global optimizer step x accumulation + micro step (dropout keys)
   int64_t first_global_row = 0;  // global sample index of row 0 of this micro-batch
+  // Scratch that is dead when the layer call returns, shared by all layers (set by
+  // Model, with a Scope around each layer call); null when a layer is driven directly.
+  TransientArena* transient = nullptr;
 };
 
 class Layer {
@@ -64,6 +82,9 @@ class Layer {
   // True when the input must reach this layer unrounded (token ids): the model then
   // keeps it in fp32 even when activations are stored in bf16.
   virtual bool NeedsExactInput() const { return false; }
+  // How to keep the activations the layer saves for its own backward (Model passes its
+  // setting on; only layers with such activations care).
+  virtual void SetActivationStorage(ActivationStorage storage) { (void)storage; }
 
   // Multiply-adds x2 per sample for forward, for the weight gradient, for the input gradient.
   virtual double ForwardFlops() const { return 0; }
@@ -88,6 +109,33 @@ class Scratch {
 
  private:
   Tensor buffer_;
+};
+
+// n floats of scratch that is dead when the layer call returns: from the model's
+// transient arena when there is one, else from `fallback`.
+float* TransientFloats(const StepContext& ctx, Scratch& fallback, int64_t n);
+
+// An activation a layer keeps for its backward. fp32: in the layer's own scratch. bf16
+// (ActivationStorage other than kFp32): rounded to bf16 in place once computed (Seal),
+// so the forward continues with what backward will see, and kept as bf16; the fp32
+// copies (computed into, expanded for backward) come from the transient arena. Driven
+// without an arena, a bf16 one is rounded in place and kept in fp32: same values.
+class SavedActivation {
+ public:
+  void set_bf16(bool bf16) { bf16_ = bf16; }
+  // fp32 memory for n floats to compute the activation into.
+  float* Begin(const StepContext& ctx, int64_t n);
+  // After computing it (bf16: round, keep the bits).
+  void Seal(const StepContext& ctx);
+  // Its fp32 values, in backward (bf16: expanded into the arena).
+  const float* Get(const StepContext& ctx);
+
+ private:
+  bool Packed(const StepContext& ctx) const { return bf16_ && ctx.transient != nullptr; }
+  bool bf16_ = false;
+  int64_t n_ = 0;
+  float* working_ = nullptr;
+  Scratch fp32_, bits_;
 };
 
 // The bias + fused-activation epilogue shared by Dense and Conv2D: forward applies

@@ -2,6 +2,7 @@
 #include <sstream>
 
 #include "runtime/core/layer.h"
+#include "runtime/core/transient_arena.h"
 
 namespace lockstep {
 
@@ -10,6 +11,34 @@ void* Scratch::Get(Backend& backend, size_t bytes) {
     buffer_ = Tensor::Empty(backend, {static_cast<int64_t>(bytes)}, DType::kUint8);
   }
   return buffer_.raw();
+}
+
+float* TransientFloats(const StepContext& ctx, Scratch& fallback, int64_t n) {
+  if (ctx.transient != nullptr) return ctx.transient->AcquireFloats(n);
+  return static_cast<float*>(fallback.Get(*ctx.backend, sizeof(float) * static_cast<size_t>(n)));
+}
+
+float* SavedActivation::Begin(const StepContext& ctx, int64_t n) {
+  n_ = n;
+  working_ = Packed(ctx) ? ctx.transient->AcquireFloats(n)
+                         : static_cast<float*>(fp32_.Get(*ctx.backend, sizeof(float) * static_cast<size_t>(n)));
+  return working_;
+}
+
+void SavedActivation::Seal(const StepContext& ctx) {
+  if (!bf16_) return;
+  uint16_t* bits =
+      Packed(ctx) ? static_cast<uint16_t*>(bits_.Get(*ctx.backend, sizeof(uint16_t) * static_cast<size_t>(n_)))
+                  : nullptr;
+  ctx.backend->RoundToBf16Stored(working_, bits, n_);
+}
+
+const float* SavedActivation::Get(const StepContext& ctx) {
+  if (!Packed(ctx)) return static_cast<float*>(fp32_.Get(*ctx.backend, sizeof(float) * static_cast<size_t>(n_)));
+  float* expanded = ctx.transient->AcquireFloats(n_);
+  ctx.backend->Bf16ToFp32(static_cast<const uint16_t*>(bits_.Get(*ctx.backend, sizeof(uint16_t) * n_)), expanded,
+                          n_);
+  return expanded;
 }
 
 bool CanFuseActivation(Activation act) { return act != Activation::kGelu; }

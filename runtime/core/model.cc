@@ -38,6 +38,7 @@ Result<std::unique_ptr<Model>> Model::Create(Backend* backend, Shape input_shape
   }
   model->layers_ = std::move(layers);
   model->labels_ = std::move(labels);
+  model->transient_ = std::make_unique<TransientArena>(backend);
 
   // Arena layout: reverse layer order, parameters of a layer in spec order.
   int n = static_cast<int>(model->layers_.size());
@@ -115,6 +116,7 @@ void Model::InitializeParameters(uint64_t seed) {
 void Model::set_activation_storage(ActivationStorage storage) {
   if (storage == storage_) return;
   storage_ = storage;
+  for (auto& layer : layers_) layer->SetActivationStorage(storage);
   capacity_ = 0;  // re-made at the next Forward
   activations_.clear();
   work_a_ = work_b_ = Tensor();
@@ -176,7 +178,9 @@ size_t Model::activation_bytes() const {
   return bytes;
 }
 
-Tensor Model::Forward(const StepContext& ctx, const Tensor& x) {
+Tensor Model::Forward(const StepContext& step, const Tensor& x) {
+  StepContext ctx = step;
+  ctx.transient = transient_.get();
   LS_CHECK_GE(x.shape().size(), 1u);
   int64_t batch = x.dim(0);
   LS_CHECK_EQ(x.numel(), batch * NumElements(input_shape_)) << "input " << ShapeToString(x.shape());
@@ -190,7 +194,10 @@ Tensor Model::Forward(const StepContext& ctx, const Tensor& x) {
     float* out = !stored_bf16_[i] ? stored.data<float>()
                  : in == work_a_.raw() ? work_b_.data<float>()
                                        : work_a_.data<float>();
-    layers_[i]->Forward(ctx, in, out, batch);
+    {
+      TransientArena::Scope scope(*transient_);
+      layers_[i]->Forward(ctx, in, out, batch);
+    }
     if (rounded_[i]) {
       backend_->RoundToBf16Stored(out, stored_bf16_[i] ? static_cast<uint16_t*>(stored.raw()) : nullptr,
                                   batch * NumElements(layers_[i]->output_shape()));
@@ -212,8 +219,10 @@ const float* Model::Fp32Activation(int i, int64_t batch, const float* keep) {
   return target;
 }
 
-void Model::Backward(const StepContext& ctx, const Tensor& doutput,
+void Model::Backward(const StepContext& step, const Tensor& doutput,
                      const std::function<void(int64_t)>& on_grads_ready, Tensor* dinput) {
+  StepContext ctx = step;
+  ctx.transient = transient_.get();
   if (dinput != nullptr) LS_CHECK_EQ(dinput->numel(), last_input_.numel());
   int64_t batch = doutput.dim(0);
   LS_CHECK_LE(batch, capacity_);
@@ -224,7 +233,10 @@ void Model::Backward(const StepContext& ctx, const Tensor& doutput,
   for (int i = static_cast<int>(layers_.size()) - 1; i >= 0; --i) {
     const float* x = i == 0 ? last_input_.data<float>() : Fp32Activation(i - 1, batch, y);
     float* dx = i > 0 ? next->data<float>() : dinput != nullptr ? dinput->data<float>() : nullptr;
-    layers_[static_cast<size_t>(i)]->Backward(ctx, x, y, dy, dx, batch);
+    {
+      TransientArena::Scope scope(*transient_);
+      layers_[static_cast<size_t>(i)]->Backward(ctx, x, y, dy, dx, batch);
+    }
     if (on_grads_ready) on_grads_ready(layer_grad_end_[static_cast<size_t>(i)]);
     dy = dx;
     y = x;

@@ -13,6 +13,7 @@
 
 #include "common/status.h"
 #include "runtime/core/layer.h"
+#include "runtime/core/transient_arena.h"
 
 namespace lockstep {
 
@@ -24,17 +25,6 @@ struct ParamInfo {
   int64_t offset = 0;   // elements into the arena
   ParamSpec spec;
 };
-
-// How the activations kept between forward and backward are held.
-// kBf16 (training.precision: BF16): every layer's output is rounded to bf16, so each
-// layer computes in fp32 on bf16 values, in both passes; the model's output (the
-// logits) and the inputs of layers that need them exact (token ids) are not rounded.
-// A rounded activation is stored in bf16 (half the bytes) when the model's total
-// activation memory shrinks by it, else in fp32: a bf16 one must be expanded into one
-// of two fp32 working buffers (sized for the largest such activation) for each pass,
-// so storing a model's few largest activations in bf16 can cost more than it saves.
-// kBf16Everywhere: the same numerics, every rounded activation stored in bf16 (tests).
-enum class ActivationStorage { kFp32, kBf16, kBf16Everywhere };
 
 class Model {
  public:
@@ -63,8 +53,10 @@ class Model {
   void set_activation_storage(ActivationStorage storage);
   ActivationStorage activation_storage() const { return storage_; }
   // Bytes of activation memory held for the current capacity: the stored activations
-  // plus the gradient and working buffers.
+  // plus the gradient and working buffers (not the layers' own saved activations; the
+  // backend's memory_stats() counts everything).
   size_t activation_bytes() const;
+  const TransientArena& transient() const { return *transient_; }
 
   Tensor& params() { return params_; }
   Tensor& grads() { return grads_; }
@@ -109,6 +101,7 @@ class Model {
   Tensor grad_a_, grad_b_;           // ping-pong buffers for activation gradients
   Tensor work_a_, work_b_;           // fp32 working copies of bf16-stored activations
   Tensor last_input_;                // the input of the last Forward (for layer 0 backward)
+  std::unique_ptr<TransientArena> transient_;  // layers' call-scoped scratch
 };
 
 }  // namespace lockstep

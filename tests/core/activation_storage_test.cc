@@ -39,6 +39,7 @@ class RoundedOutputLayer final : public Layer {
     return out;
   }
   std::vector<ParamSpec> ParamSpecs() const override { return inner_->ParamSpecs(); }
+  void SetActivationStorage(ActivationStorage storage) override { inner_->SetActivationStorage(storage); }
   void BindParams(const std::vector<Tensor>& p, const std::vector<Tensor>& g) override { inner_->BindParams(p, g); }
   void Forward(const StepContext& ctx, const float* x, float* y, int64_t batch) override {
     inner_->Forward(ctx, x, y, batch);
@@ -106,7 +107,9 @@ StepResult TrainStep(const Case& c, Mode mode, int64_t batch, GemmPrecision gemm
   std::vector<std::unique_ptr<Layer>> layers = c.layers();
   if (mode == Mode::kRoundingLayers) {
     // The reference: every output but the last, and but the ids an embedding reads,
-    // rounded by its layer.
+    // rounded by its layer; what layers keep inside (a transformer block's activations)
+    // is theirs to round, told directly, not through the model.
+    for (auto& layer : layers) layer->SetActivationStorage(ActivationStorage::kBf16);
     for (size_t i = 0; i + 1 < layers.size(); ++i) {
       if (layers[i + 1]->Kind() != "embedding") layers[i] = std::make_unique<RoundedOutputLayer>(std::move(layers[i]));
     }
