@@ -12,11 +12,13 @@
 #include <fstream>
 #include <vector>
 
+#include "tests/ddp/parameter_difference.h"
 #include "tests/ddp/subprocess.h"
 
 namespace lockstep {
 namespace {
 
+using testing::MaxRelativeDifference;
 using testing::Mpirun;
 using testing::RunCommand;
 
@@ -47,16 +49,6 @@ std::vector<float> Train(const std::string& label, const std::string& recipe, in
   auto r = RunCommand(cmd, 300);
   EXPECT_EQ(r.exit_code, 0) << cmd << "\n" << r.output;
   return ReadFloats(out);
-}
-
-// max |a - b| / max |b|: relative to the parameters' own scale.
-double MaxRelativeDifference(const std::vector<float>& a, const std::vector<float>& b) {
-  double diff = 0, scale = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    diff = std::max(diff, std::fabs(static_cast<double>(a[i]) - b[i]));
-    scale = std::max(scale, std::fabs(static_cast<double>(b[i])));
-  }
-  return diff / std::max(scale, 1e-30);
 }
 
 struct Variant {

@@ -17,11 +17,13 @@
 #include <thread>
 
 #include "checkpoints/checkpoint.h"
+#include "tests/ddp/parameter_difference.h"
 #include "tests/ddp/subprocess.h"
 
 namespace lockstep {
 namespace {
 
+using testing::MaxRelativeDifference;
 using testing::Mpirun;
 using testing::RunCommand;
 
@@ -67,15 +69,6 @@ std::vector<float> ReadBuffer(const std::string& dir, const std::string& buffer)
   Status read = (*reader)->Read(buffer, 0, layout->elements, out.data());
   EXPECT_TRUE(read.ok()) << read.ToString();
   return out;
-}
-
-double MaxRelativeDifference(const std::vector<float>& a, const std::vector<float>& b) {
-  double diff = 0, scale = 0;
-  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
-    diff = std::max(diff, std::fabs(static_cast<double>(a[i]) - b[i]));
-    scale = std::max(scale, std::fabs(static_cast<double>(b[i])));
-  }
-  return diff / std::max(scale, 1e-30);
 }
 
 // ---------------------------------------------------------------- exactness

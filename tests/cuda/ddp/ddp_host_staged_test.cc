@@ -42,9 +42,12 @@
 #include "runtime/core/model.h"
 #include "runtime/core/optimizer.h"
 #include "runtime/core/tensor.h"
+#include "tests/ddp/parameter_difference.h"
 
 namespace lockstep {
 namespace {
+
+using testing::MaxRelativeDifference;
 
 constexpr int64_t kGlobalBatch = 48;
 constexpr int64_t kSide = 12;  // images are kSide x kSide x 1
@@ -184,16 +187,6 @@ void Train(Backend& be, comm::Communicator* staged, comm::Communicator* mpi, int
   result->params.resize(static_cast<size_t>(n));
   be.CopyToHost(result->params.data(), model->params().raw(),
                 result->params.size() * sizeof(float));
-}
-
-// max |a - b| / max |b|: relative to the parameters' own scale (tests/ddp's measure).
-double MaxRelativeDifference(const std::vector<float>& a, const std::vector<float>& b) {
-  double diff = 0, scale = 0;
-  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
-    diff = std::max(diff, std::fabs(static_cast<double>(a[i]) - b[i]));
-    scale = std::max(scale, std::fabs(static_cast<double>(b[i])));
-  }
-  return diff / std::max(scale, 1e-30);
 }
 
 // max |a - b| / max(1, |b|) elementwise (tests/core/cuda_backend_test.cc's CNN check).
