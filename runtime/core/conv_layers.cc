@@ -65,7 +65,7 @@ class Conv2dLayer final : public Layer {
   }
   void Forward(const StepContext& ctx, const float* x, float* y, int64_t batch) override {
     Conv2dShape s = ShapeFor(batch);
-    void* ws = workspace_.Get(*ctx.backend, ctx.backend->Conv2dWorkspaceBytes(s));
+    void* ws = Workspace(ctx, s);
     ctx.backend->Conv2dForward(s, x, w_, y, ws);
     epilogue_.Forward(*ctx.backend, y, o_.use_bias ? b_ : nullptr, s.col_rows(), o_.filters);
   }
@@ -73,8 +73,8 @@ class Conv2dLayer final : public Layer {
                 int64_t batch) override {
     Conv2dShape s = ShapeFor(batch);
     Backend& be = *ctx.backend;
-    const float* dy = epilogue_.Backward(be, y, dy_out, s.col_rows() * o_.filters);
-    void* ws = workspace_.Get(be, be.Conv2dWorkspaceBytes(s));
+    const float* dy = epilogue_.Backward(ctx, y, dy_out, s.col_rows() * o_.filters);
+    void* ws = Workspace(ctx, s);
     if (o_.use_bias) be.BiasBackward(dy, s.col_rows(), o_.filters, ctx.grad_beta, db_);
     be.Conv2dBackwardFilter(s, x, dy, ctx.grad_beta, dw_, ws);
     if (dx) be.Conv2dBackwardData(s, dy, w_, dx, ws);
@@ -93,6 +93,11 @@ class Conv2dLayer final : public Layer {
   Conv2dOptions o_;
   FusedEpilogue epilogue_;
   Conv2dShape shape_;
+  // The convolution's workspace (im2col columns, cuDNN's): call-scoped.
+  void* Workspace(const StepContext& ctx, const Conv2dShape& s) {
+    const size_t bytes = ctx.backend->Conv2dWorkspaceBytes(s);
+    return TransientFloats(ctx, workspace_, static_cast<int64_t>((bytes + sizeof(float) - 1) / sizeof(float)));
+  }
   Scratch workspace_;
   float *w_ = nullptr, *dw_ = nullptr, *b_ = nullptr, *db_ = nullptr;
 };

@@ -140,12 +140,13 @@ class SavedActivation {
 
 // The bias + fused-activation epilogue shared by Dense and Conv2D: forward applies
 // act(y + bias) in place; backward turns dy into d(pre-activation) (in scratch when
-// the activation is not the identity) and returns the pointer to use.
+// the activation is not the identity: call-scoped, TransientFloats) and returns the
+// pointer to use.
 class FusedEpilogue {
  public:
   explicit FusedEpilogue(Activation act) : act_(act) {}
   void Forward(Backend& backend, float* y, const float* bias, int64_t rows, int64_t cols);
-  const float* Backward(Backend& backend, const float* y, const float* dy, int64_t n);
+  const float* Backward(const StepContext& ctx, const float* y, const float* dy, int64_t n);
   Activation activation() const { return act_; }
   std::string Describe() const;
 

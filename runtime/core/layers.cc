@@ -47,10 +47,10 @@ void FusedEpilogue::Forward(Backend& backend, float* y, const float* bias, int64
   if (bias != nullptr || act_ != Activation::kIdentity) backend.BiasActivation(y, bias, rows, cols, act_);
 }
 
-const float* FusedEpilogue::Backward(Backend& backend, const float* y, const float* dy, int64_t n) {
+const float* FusedEpilogue::Backward(const StepContext& ctx, const float* y, const float* dy, int64_t n) {
   if (act_ == Activation::kIdentity) return dy;
-  auto* dz = static_cast<float*>(dz_.Get(backend, sizeof(float) * static_cast<size_t>(n)));
-  backend.ActivationBackward(act_, y, y, dy, dz, n);  // derivative from the output only
+  float* dz = TransientFloats(ctx, dz_, n);
+  ctx.backend->ActivationBackward(act_, y, y, dy, dz, n);  // derivative from the output only
   return dz;
 }
 
@@ -111,7 +111,7 @@ class DenseLayer final : public Layer {
   void Backward(const StepContext& ctx, const float* x, const float* y, const float* dy_out, float* dx,
                 int64_t batch) override {
     Backend& be = *ctx.backend;
-    const float* dy = epilogue_.Backward(be, y, dy_out, batch * units_);
+    const float* dy = epilogue_.Backward(ctx, y, dy_out, batch * units_);
     be.Gemm(true, false, in_, units_, batch, 1.0f, x, in_, dy, units_, ctx.grad_beta, dw_, units_);
     if (use_bias_) be.BiasBackward(dy, batch, units_, ctx.grad_beta, db_);
     if (dx) be.Gemm(false, true, batch, in_, units_, 1.0f, dy, units_, w_, units_, 0.0f, dx, in_);

@@ -154,9 +154,9 @@ class LstmLayer final : public RecurrentBase {
     const float* gates = Floats(gates_, be, batch * t_ * gc);
     const float* c = Floats(c_, be, states);
     const float* h = Floats(h_, be, states);
-    float* dgates = Floats(dgates_, be, batch * t_ * gc);
-    float* dc = Floats(dc_, be, batch * units_);
-    float* dh = Floats(dh_, be, batch * units_);
+    float* dgates = TransientFloats(ctx, dgates_, batch * t_ * gc);
+    float* dc = TransientFloats(ctx, dc_, batch * units_);
+    float* dh = TransientFloats(ctx, dh_, batch * units_);
     be.ZeroBytes(dc, sizeof(float) * static_cast<size_t>(batch * units_));
     const RecurrentStep s = StepShape(batch);
     const Backend::PackedB ut = PackU(be, true);
@@ -171,12 +171,12 @@ class LstmLayer final : public RecurrentBase {
       }
     }
     be.BiasBackward(dgates, batch * t_, gc, ctx.grad_beta, db_);
-    WeightAndInputGrads(ctx, x, h, dgates, dgates, dx, batch, Floats(h_prev_, be, states));
+    WeightAndInputGrads(ctx, x, h, dgates, dgates, dx, batch, TransientFloats(ctx, h_prev_, states));
   }
 
  private:
   Scratch gates_, c_, h_;   // forward: activations (batch, T, 4u), c and h (batch, T, u)
-  Scratch dgates_, dc_, dh_, h_prev_;
+  Scratch dgates_, dc_, dh_, h_prev_;  // backward only (when no transient arena)
 };
 
 class GruLayer final : public RecurrentBase {
@@ -211,9 +211,9 @@ class GruLayer final : public RecurrentBase {
     const float* gates = Floats(gates_, be, batch * t_ * gc);
     const float* rec = Floats(rec_, be, batch * t_ * gc);
     const float* h = Floats(h_, be, batch * t_ * units_);
-    float* dgates = Floats(dgates_, be, batch * t_ * gc);
-    float* drec = Floats(drec_, be, batch * t_ * gc);
-    float* dh = Floats(dh_, be, batch * units_);
+    float* dgates = TransientFloats(ctx, dgates_, batch * t_ * gc);
+    float* drec = TransientFloats(ctx, drec_, batch * t_ * gc);
+    float* dh = TransientFloats(ctx, dh_, batch * units_);
     const RecurrentStep s = StepShape(batch);
     const Backend::PackedB ut = PackU(be, true);
     for (int64_t t = t_ - 1; t >= 0; --t) {
@@ -228,12 +228,12 @@ class GruLayer final : public RecurrentBase {
     }
     be.BiasBackward(dgates, batch * t_, gc, ctx.grad_beta, db_);
     be.BiasBackward(drec, batch * t_, gc, ctx.grad_beta, db_ + gc);
-    WeightAndInputGrads(ctx, x, h, dgates, drec, dx, batch, Floats(h_prev_, be, batch * t_ * units_));
+    WeightAndInputGrads(ctx, x, h, dgates, drec, dx, batch, TransientFloats(ctx, h_prev_, batch * t_ * units_));
   }
 
  private:
   Scratch gates_, rec_, h_;  // forward: activations [z, r, hh], h_prev U + b_r, h
-  Scratch dgates_, drec_, dh_, h_prev_;
+  Scratch dgates_, drec_, dh_, h_prev_;  // backward only (when no transient arena)
 };
 
 }  // namespace

@@ -9,7 +9,7 @@ namespace lockstep {
 namespace {
 
 constexpr size_t kAlign = 256;  // cudaMalloc's alignment: what kernels and cuDNN expect
-constexpr size_t kMinChunk = size_t{1} << 20;
+constexpr size_t kMinChunk = size_t{64} << 10;
 
 size_t AlignUp(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 
