@@ -27,7 +27,8 @@ Result<std::string> GenerateText(const GenerateOptions& o) {
   const int64_t window = recipe.recipe.data().sequence_length();
   if (window <= 0) return CheckpointError(o.checkpoint_dir + ": the recipe has no data.sequence_length");
 
-  std::unique_ptr<Backend> backend = CreateCpuBackend();
+  // The numerics it was trained with (BF16: bf16 GEMMs here, bf16 activations by BuildModel).
+  std::unique_ptr<Backend> backend = CreateCpuBackend(ToGemmPrecision(recipe.recipe));
   LS_ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
                       LoadCheckpointModel(**reader, recipe, backend.get(), {window}, vocab.size(), o.checkpoint_dir));
 

@@ -70,7 +70,7 @@ Result<std::unique_ptr<ImageClassifier>> ImageClassifier::Load(const std::string
                                 ")");
   }
   std::unique_ptr<ImageClassifier> c(new ImageClassifier());
-  c->backend_ = CreateCpuBackend();
+  c->backend_ = CreateCpuBackend(ToGemmPrecision(recipe.recipe));  // the classifier's training numerics
   c->checkpoint_dir_ = dir;
   c->image_shape_ = image_shape;
   Shape input(recipe.recipe.model().input_shape().begin(), recipe.recipe.model().input_shape().end());

@@ -33,10 +33,7 @@ namespace {
 // The recipe's training.device: the CPU backend, or the CUDA backend on this rank's
 // GPU (local rank modulo the visible devices).
 Result<std::unique_ptr<Backend>> CreateBackendFor(const config::Recipe& r, const comm::WorldInfo& world) {
-  // BF16 adds bf16 activation storage (set on the model by BuildModel) to BF16_GEMM.
-  const config::Precision p = r.training().precision();
-  const GemmPrecision precision =
-      p == config::BF16_GEMM || p == config::BF16 ? GemmPrecision::kBf16Inputs : GemmPrecision::kFp32;
+  const GemmPrecision precision = ToGemmPrecision(r);
   if (r.training().device() == config::CPU) return CreateCpuBackend(precision);
   CudaBackendOptions options;
   options.gemm_precision = precision;

@@ -73,8 +73,8 @@ class CpuBackend final : public Backend {
             int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) override {
     if (bf16_inputs_) {
       // Emulated bf16 GEMM: the inputs rounded to bf16 (exact products in fp32), fp32 sums.
-      a = RoundedCopy(a, StridedExtent(ta ? kk : m, ta ? m : kk, lda), &bf16_a_);
-      b = RoundedCopy(b, StridedExtent(tb ? n : kk, tb ? kk : n, ldb), &bf16_b_);
+      a = RoundedCopy(a, ta ? kk : m, ta ? m : kk, &lda, &bf16_a_);
+      b = RoundedCopy(b, tb ? n : kk, tb ? kk : n, &ldb, &bf16_b_);
     }
     k::Sgemm(ta, tb, m, n, kk, alpha, a, lda, b, ldb, beta, c, ldc);
   }
@@ -99,7 +99,7 @@ class CpuBackend final : public Backend {
   }
   void GemmPackedB(int64_t m, const float* a, int64_t lda, const PackedB& b, float beta, float* c,
                    int64_t ldc) override {
-    if (bf16_inputs_) a = RoundedCopy(a, StridedExtent(m, b.k, lda), &bf16_a_);  // b.b is rounded already
+    if (bf16_inputs_) a = RoundedCopy(a, m, b.k, &lda, &bf16_a_);  // b.b is rounded already
     // The packed kernel is single-threaded and wins for small m (it skips OpenBLAS's
     // per-call packing of B); otherwise, or with several BLAS threads, OpenBLAS.
     if (b.packed != nullptr && m <= kPackedGemmMaxRows && k::BlasThreads() == 1) {
@@ -238,9 +238,17 @@ class CpuBackend final : public Backend {
   }
 
  private:
-  static const float* RoundedCopy(const float* x, int64_t n, std::vector<float>* scratch) {
-    scratch->resize(static_cast<size_t>(n));
-    k::RoundToBf16(x, scratch->data(), n);
+  // A compact rounded copy of the (rows x cols, row stride *ld) matrix x; *ld becomes
+  // cols. Only the matrix: x may be a column slice of a wider one (an LSTM step's h_{t-1}).
+  static const float* RoundedCopy(const float* x, int64_t rows, int64_t cols, int64_t* ld,
+                                  std::vector<float>* scratch) {
+    scratch->resize(static_cast<size_t>(rows * cols));
+    if (*ld == cols) {
+      k::RoundToBf16(x, scratch->data(), rows * cols);
+    } else {
+      for (int64_t r = 0; r < rows; ++r) k::RoundToBf16(x + r * *ld, scratch->data() + r * cols, cols);
+    }
+    *ld = cols;
     return scratch->data();
   }
 

@@ -82,6 +82,9 @@ class Layer {
   // True when the input must reach this layer unrounded (token ids): the model then
   // keeps it in fp32 even when activations are stored in bf16.
   virtual bool NeedsExactInput() const { return false; }
+  // True when the output is the input's values unchanged (flatten, reshape): an exact
+  // input needed after this layer is then needed before it too.
+  virtual bool CopiesValues() const { return false; }
   // How to keep the activations the layer saves for its own backward (Model passes its
   // setting on; only layers with such activations care).
   virtual void SetActivationStorage(ActivationStorage storage) { (void)storage; }

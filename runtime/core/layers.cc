@@ -153,6 +153,7 @@ class ActivationLayer final : public Layer {
 class FlattenLayer final : public Layer {
  public:
   std::string Kind() const override { return "flatten"; }
+  bool CopiesValues() const override { return true; }
   std::string Describe() const override { return ""; }
   Result<Shape> Build(const Shape& in) override {
     input_shape_ = in;

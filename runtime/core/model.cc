@@ -127,9 +127,16 @@ void Model::ChooseActivationPrecision() {
   rounded_.assign(n, false);
   stored_bf16_.assign(n, false);
   if (storage_ == ActivationStorage::kFp32) return;
+  // exact_input[i]: layer i's input must be exact (token ids), directly or through
+  // layers that only copy values (flatten, reshape) to one that needs it.
+  std::vector<bool> exact_input(n, false);
+  for (size_t i = n; i-- > 0;) {
+    exact_input[i] = layers_[i]->NeedsExactInput() ||
+                     (layers_[i]->CopiesValues() && i + 1 < n && exact_input[i + 1]);
+  }
   std::vector<int64_t> sizes;  // per-sample elements of each rounded output
   for (size_t i = 0; i + 1 < n; ++i) {
-    rounded_[i] = !layers_[i + 1]->NeedsExactInput();
+    rounded_[i] = !exact_input[i + 1];
     if (rounded_[i]) sizes.push_back(NumElements(layers_[i]->output_shape()));
   }
   // Store in bf16 every rounded output of at most `limit` elements, for the limit that

@@ -601,6 +601,11 @@ Result<std::unique_ptr<Model>> BuildModel(const LoadedRecipe& loaded, const std:
   return create();
 }
 
+GemmPrecision ToGemmPrecision(const config::Recipe& r) {
+  const config::Precision p = r.training().precision();
+  return p == config::BF16_GEMM || p == config::BF16 ? GemmPrecision::kBf16Inputs : GemmPrecision::kFp32;
+}
+
 OptimizerConfig ToOptimizerConfig(const config::Optimizer& o) {
   OptimizerConfig c;
   switch (o.kind()) {

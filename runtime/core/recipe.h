@@ -45,6 +45,10 @@ Result<std::unique_ptr<Model>> BuildModel(const LoadedRecipe& recipe, Backend* b
 Result<std::unique_ptr<Model>> BuildModel(const LoadedRecipe& recipe, const std::string& field, Backend* backend,
                                           const Shape& input_shape, int64_t dataset_vocab_size = 0);
 
+// training.precision's GEMM part: bf16 inputs for BF16_GEMM and BF16 (BF16's bf16
+// activations are set on the model by BuildModel).
+GemmPrecision ToGemmPrecision(const config::Recipe& r);
+
 OptimizerConfig ToOptimizerConfig(const config::Optimizer& o);
 // total_training_steps fills a cosine schedule's total_steps when the recipe leaves it 0.
 ScheduleConfig ToScheduleConfig(const config::Recipe& r, int64_t total_training_steps);

@@ -45,6 +45,7 @@ class ReshapeLayer final : public Layer {
  public:
   explicit ReshapeLayer(Shape target) : target_(std::move(target)) {}
   std::string Kind() const override { return "reshape"; }
+  bool CopiesValues() const override { return true; }
   std::string Describe() const override { return "shape=" + ShapeToString(target_); }
   Result<Shape> Build(const Shape& in) override {
     LS_ASSIGN_OR_RETURN(Shape out, ResolveReshape(in, target_));

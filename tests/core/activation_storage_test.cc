@@ -91,6 +91,12 @@ std::vector<Case> Cases() {
          return Layers(MakeFlatten(), MakeEmbedding(1000, 16), MakePositionalEmbedding(8, 16),
                        MakeTransformerBlock(2, 16, 32), MakeLayerNorm(), MakeTimeDistributedDense(11));
        }},
+      // Ids through two value-copying layers to the embedding: neither output is rounded.
+      {"ids_through_copies", {8}, 1000,
+       [] {
+         return Layers(MakeFlatten(), MakeFlatten(), MakeEmbedding(1000, 16), MakeLayerNorm(),
+                       MakeTimeDistributedDense(7));
+       }},
   };
 }
 
@@ -111,7 +117,11 @@ StepResult TrainStep(const Case& c, Mode mode, int64_t batch, GemmPrecision gemm
     // is theirs to round, told directly, not through the model.
     for (auto& layer : layers) layer->SetActivationStorage(ActivationStorage::kBf16);
     for (size_t i = 0; i + 1 < layers.size(); ++i) {
-      if (layers[i + 1]->Kind() != "embedding") layers[i] = std::make_unique<RoundedOutputLayer>(std::move(layers[i]));
+      size_t next = i + 1;  // past layers that only copy values
+      while (next + 1 < layers.size() && (layers[next]->Kind() == "flatten" || layers[next]->Kind() == "reshape")) {
+        ++next;
+      }
+      if (layers[next]->Kind() != "embedding") layers[i] = std::make_unique<RoundedOutputLayer>(std::move(layers[i]));
     }
   }
   auto created = Model::Create(backend, c.input, std::move(layers));
