@@ -5,8 +5,11 @@
 // Accuracy, checked against double-precision references in
 // tests/kernels/fast_math_test.cc: FastExp within 2 ulp on [-87, 88]; FastTanh
 // within 2.5e-7 relative, exactly +-1 for |x| >= 10; FastSigmoid within 3 ulp.
-// No FMA contraction (the build is ISO C++), so both clones give bitwise the
-// same results. Header-only, pure functions: thread-safe.
+// The AVX2 clone may differ from the baseline one in the last bits: GCC contracts
+// a * b + c into FMA there even in ISO C++ mode (C++ does not imply
+// -ffp-contract=off), so results depend on the host CPU. The CUDA kernels' tests
+// compare with tolerances, or with FMA-free host references, for that reason.
+// Header-only, pure functions: thread-safe.
 #pragma once
 
 #include <algorithm>

@@ -252,7 +252,7 @@ class CpuBackend final : public Backend {
     return scratch->data();
   }
 
-  mutable std::mutex mu_;  // Allocate/Free may come from the checkpoint thread too
+  mutable std::mutex mu_;  // the training thread is the only caller today; cheap insurance
   std::unordered_map<void*, size_t> sizes_;
   BackendMemoryStats stats_;
   const bool bf16_inputs_;
