@@ -46,12 +46,9 @@ void RoundToBf16(const float* x, float* y, int64_t n) {
 }
 
 void RoundToBf16Stored(float* x, uint16_t* bits, int64_t n) {
+  if (bits == nullptr) return RoundToBf16(x, x, n);
   LS_CHECK_GE(n, 0) << "RoundToBf16Stored";
   ParallelFor(ElementwiseParts(n), n, [&](int, int64_t begin, int64_t end) {
-    if (bits == nullptr) {
-      for (int64_t i = begin; i < end; ++i) x[i] = FloatOf(RoundedBits(BitsOf(x[i])));
-      return;
-    }
     for (int64_t i = begin; i < end; ++i) {
       const uint32_t u = RoundedBits(BitsOf(x[i]));
       bits[i] = static_cast<uint16_t>(u >> 16);

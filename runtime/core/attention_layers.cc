@@ -82,7 +82,7 @@ class CausalSelfAttentionLayer final : public Layer {
     const float* attn = attn_.Get(ctx);
     float* dattn = TransientFloats(ctx, dattn_, rows * dim_);
     float* dqkv = TransientFloats(ctx, dqkv_, rows * 3 * dim_);
-    void* ws = TransientFloats(ctx, workspace_, static_cast<int64_t>((be.CausalAttentionWorkspaceBytes(s) + 3) / 4));
+    void* ws = TransientBytes(ctx, workspace_, be.CausalAttentionWorkspaceBytes(s));
     be.Gemm(true, false, dim_, dim_, rows, 1.0f, attn, dim_, dy, dim_, ctx.grad_beta, dwo_, dim_);
     be.BiasBackward(dy, rows, dim_, ctx.grad_beta, dbo_);
     be.Gemm(false, true, rows, dim_, dim_, 1.0f, dy, dim_, wo_, dim_, 0.0f, dattn, dim_);

@@ -95,8 +95,7 @@ class Conv2dLayer final : public Layer {
   Conv2dShape shape_;
   // The convolution's workspace (im2col columns, cuDNN's): call-scoped.
   void* Workspace(const StepContext& ctx, const Conv2dShape& s) {
-    const size_t bytes = ctx.backend->Conv2dWorkspaceBytes(s);
-    return TransientFloats(ctx, workspace_, static_cast<int64_t>((bytes + sizeof(float) - 1) / sizeof(float)));
+    return TransientBytes(ctx, workspace_, ctx.backend->Conv2dWorkspaceBytes(s));
   }
   Scratch workspace_;
   float *w_ = nullptr, *dw_ = nullptr, *b_ = nullptr, *db_ = nullptr;

@@ -38,8 +38,6 @@ class CpuBackend final : public Backend {
     sizes_[p] = bytes;
     stats_.bytes_in_use += bytes;
     stats_.peak_bytes_in_use = std::max(stats_.peak_bytes_in_use, stats_.bytes_in_use);
-    stats_.bytes_reserved = stats_.bytes_in_use;
-    stats_.peak_bytes_reserved = stats_.peak_bytes_in_use;
     return p;
   }
   void Free(void* p) override {
@@ -49,14 +47,16 @@ class CpuBackend final : public Backend {
       auto it = sizes_.find(p);
       LS_CHECK(it != sizes_.end()) << "CpuBackend::Free: " << p << " was not allocated here or was freed twice";
       stats_.bytes_in_use -= it->second;
-      stats_.bytes_reserved = stats_.bytes_in_use;
       sizes_.erase(it);
     }
     FreeHost(p);
   }
   BackendMemoryStats memory_stats() const override {
     std::lock_guard<std::mutex> lock(mu_);
-    return stats_;
+    BackendMemoryStats s = stats_;
+    s.bytes_reserved = s.bytes_in_use;  // nothing is cached
+    s.peak_bytes_reserved = s.peak_bytes_in_use;
+    return s;
   }
   void ZeroBytes(void* p, size_t bytes) override {
     if (bytes) std::memset(p, 0, bytes);
@@ -88,9 +88,8 @@ class CpuBackend final : public Backend {
     auto* packed = static_cast<float*>(workspace);
     if (bf16_inputs_) {
       const int64_t rows = trans_b ? n : k, cols = trans_b ? k : n;
-      float* rounded = packed;
-      for (int64_t r = 0; r < rows; ++r) k::RoundToBf16(b + r * ldb, rounded + r * cols, cols);
-      b = rounded;
+      RoundRows(b, rows, cols, ldb, packed);
+      b = packed;
       ldb = cols;
       packed += n * k;
     }
@@ -243,13 +242,14 @@ class CpuBackend final : public Backend {
   static const float* RoundedCopy(const float* x, int64_t rows, int64_t cols, int64_t* ld,
                                   std::vector<float>* scratch) {
     scratch->resize(static_cast<size_t>(rows * cols));
-    if (*ld == cols) {
-      k::RoundToBf16(x, scratch->data(), rows * cols);
-    } else {
-      for (int64_t r = 0; r < rows; ++r) k::RoundToBf16(x + r * *ld, scratch->data() + r * cols, cols);
-    }
+    RoundRows(x, rows, cols, *ld, scratch->data());
     *ld = cols;
     return scratch->data();
+  }
+  // dst (rows x cols, dense) = x (row stride ld) rounded to bf16.
+  static void RoundRows(const float* x, int64_t rows, int64_t cols, int64_t ld, float* dst) {
+    if (ld == cols) return k::RoundToBf16(x, dst, rows * cols);
+    for (int64_t r = 0; r < rows; ++r) k::RoundToBf16(x + r * ld, dst + r * cols, cols);
   }
 
   mutable std::mutex mu_;  // the training thread is the only caller today; cheap insurance

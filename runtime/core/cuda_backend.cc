@@ -151,8 +151,6 @@ class CudaBackend final : public Backend {
             int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) override {
     GemmWith(kc::GemmOptions{}, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   }
-  // Bias and ReLU go into cuBLASLt's epilogue (it falls back to a separate kernel when
-  // it has no fused algorithm for a shape); tanh and sigmoid stay a separate pass.
   // With bf16 GEMMs, a recurrent kernel B is converted once per sequence (GemmPackB)
   // instead of at every time step; fp32 keeps Backend's defaults (no copy).
   size_t GemmPackedBBytes(int64_t n, int64_t k) override {
@@ -174,6 +172,8 @@ class CudaBackend final : public Backend {
                        static_cast<const uint16_t*>(b.packed), ld16, beta, c, ldc, kc::GemmOptions{},
                        lt_->workspace(), stream_);
   }
+  // Bias and ReLU go into cuBLASLt's epilogue (it falls back to a separate kernel when
+  // it has no fused algorithm for a shape); tanh and sigmoid stay a separate pass.
   void GemmBiasActivation(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
                           const float* b, int64_t ldb, const float* bias, Activation act, float* c) override {
     if (act != Activation::kIdentity && act != Activation::kRelu) {
@@ -363,7 +363,7 @@ class CudaBackend final : public Backend {
   void GemmWith(kc::GemmOptions opt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                 int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
     opt.allow_tf32 = options_.allow_tf32;
-    if (options_.gemm_precision == GemmPrecision::kBf16Inputs) {
+    if (Bf16Gemms()) {
       // Both inputs converted to compact bf16 copies (16-byte rows), then a bf16
       // tensor-core GEMM.
       Bf16Copy a16(*allocator_, ta ? k : m, ta ? m : k, a, lda, stream_);

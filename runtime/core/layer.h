@@ -109,14 +109,20 @@ class Layer {
 class Scratch {
  public:
   void* Get(Backend& backend, size_t bytes);
+  float* Floats(Backend& backend, int64_t n) {
+    return static_cast<float*>(Get(backend, sizeof(float) * static_cast<size_t>(n)));
+  }
 
  private:
   Tensor buffer_;
 };
 
-// n floats of scratch that is dead when the layer call returns: from the model's
-// transient arena when there is one, else from `fallback`.
-float* TransientFloats(const StepContext& ctx, Scratch& fallback, int64_t n);
+// Scratch that is dead when the layer call returns: from the model's transient arena
+// when there is one, else from `fallback`.
+void* TransientBytes(const StepContext& ctx, Scratch& fallback, size_t bytes);
+inline float* TransientFloats(const StepContext& ctx, Scratch& fallback, int64_t n) {
+  return static_cast<float*>(TransientBytes(ctx, fallback, sizeof(float) * static_cast<size_t>(n)));
+}
 
 // An activation a layer keeps for its backward. fp32: in the layer's own scratch. bf16
 // (ActivationStorage other than kFp32): rounded to bf16 in place once computed (Seal),

@@ -13,15 +13,14 @@ void* Scratch::Get(Backend& backend, size_t bytes) {
   return buffer_.raw();
 }
 
-float* TransientFloats(const StepContext& ctx, Scratch& fallback, int64_t n) {
-  if (ctx.transient != nullptr) return ctx.transient->AcquireFloats(n);
-  return static_cast<float*>(fallback.Get(*ctx.backend, sizeof(float) * static_cast<size_t>(n)));
+void* TransientBytes(const StepContext& ctx, Scratch& fallback, size_t bytes) {
+  if (ctx.transient != nullptr) return ctx.transient->Acquire(bytes);
+  return fallback.Get(*ctx.backend, bytes);
 }
 
 float* SavedActivation::Begin(const StepContext& ctx, int64_t n) {
   n_ = n;
-  working_ = Packed(ctx) ? ctx.transient->AcquireFloats(n)
-                         : static_cast<float*>(fp32_.Get(*ctx.backend, sizeof(float) * static_cast<size_t>(n)));
+  working_ = Packed(ctx) ? ctx.transient->AcquireFloats(n) : fp32_.Floats(*ctx.backend, n);
   return working_;
 }
 
@@ -34,7 +33,7 @@ void SavedActivation::Seal(const StepContext& ctx) {
 }
 
 const float* SavedActivation::Get(const StepContext& ctx) {
-  if (!Packed(ctx)) return static_cast<float*>(fp32_.Get(*ctx.backend, sizeof(float) * static_cast<size_t>(n_)));
+  if (!Packed(ctx)) return fp32_.Floats(*ctx.backend, n_);
   float* expanded = ctx.transient->AcquireFloats(n_);
   ctx.backend->Bf16ToFp32(static_cast<const uint16_t*>(bits_.Get(*ctx.backend, sizeof(uint16_t) * n_)), expanded,
                           n_);

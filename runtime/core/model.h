@@ -51,12 +51,10 @@ class Model {
 
   // Takes effect at the next Forward (buffers are re-made).
   void set_activation_storage(ActivationStorage storage);
-  ActivationStorage activation_storage() const { return storage_; }
   // Bytes of activation memory held for the current capacity: the stored activations
   // plus the gradient and working buffers (not the layers' own saved activations; the
   // backend's memory_stats() counts everything).
   size_t activation_bytes() const;
-  const TransientArena& transient() const { return *transient_; }
 
   Tensor& params() { return params_; }
   Tensor& grads() { return grads_; }
@@ -79,6 +77,11 @@ class Model {
  private:
   Model() = default;
   void EnsureCapacity(int64_t batch);
+  // Per layer output: rounded to bf16, and stored in bf16 (see ActivationStorage).
+  void ChooseActivationPrecision();
+  // The fp32 values of activation i (`batch` rows) for backward: the stored tensor, or
+  // its expansion into whichever working buffer does not hold `keep`.
+  const float* Fp32Activation(int i, int64_t batch, const float* keep);
 
   Backend* backend_ = nullptr;
   Shape input_shape_;
@@ -88,11 +91,6 @@ class Model {
   std::vector<int64_t> layer_grad_end_;  // arena prefix complete after layer i's backward
   Tensor params_;
   Tensor grads_;
-  // The fp32 values of activation i (`batch` rows) for backward: the stored tensor, or
-  // its expansion into whichever working buffer does not hold `keep`.
-  const float* Fp32Activation(int i, int64_t batch, const float* keep);
-  // Per layer output: rounded to bf16, and stored in bf16 (see ActivationStorage).
-  void ChooseActivationPrecision();
 
   ActivationStorage storage_ = ActivationStorage::kFp32;
   int64_t capacity_ = 0;

@@ -10,10 +10,6 @@
 namespace lockstep {
 namespace {
 
-float* Floats(Scratch& s, Backend& be, int64_t n) {
-  return static_cast<float*>(s.Get(be, sizeof(float) * static_cast<size_t>(n)));
-}
-
 // Shared shape handling, parameters and output/weight-gradient plumbing; G is
 // the number of gate blocks (4 for LSTM, 3 for GRU).
 class RecurrentBase : public Layer {
@@ -134,9 +130,9 @@ class LstmLayer final : public RecurrentBase {
   void Forward(const StepContext& ctx, const float* x, float* y, int64_t batch) override {
     Backend& be = *ctx.backend;
     const int64_t states = batch * t_ * units_;
-    float* gates = Floats(gates_, be, batch * t_ * GateCols());
-    float* c = Floats(c_, be, states);
-    float* h = Floats(h_, be, states);
+    float* gates = gates_.Floats(be, batch * t_ * GateCols());
+    float* c = c_.Floats(be, states);
+    float* h = h_.Floats(be, states);
     InputProjection(be, x, b_, gates, batch);
     const RecurrentStep s = StepShape(batch);
     const Backend::PackedB u = PackU(be, false);
@@ -151,9 +147,9 @@ class LstmLayer final : public RecurrentBase {
                 int64_t batch) override {
     Backend& be = *ctx.backend;
     const int64_t states = batch * t_ * units_, gc = GateCols();
-    const float* gates = Floats(gates_, be, batch * t_ * gc);
-    const float* c = Floats(c_, be, states);
-    const float* h = Floats(h_, be, states);
+    const float* gates = gates_.Floats(be, batch * t_ * gc);
+    const float* c = c_.Floats(be, states);
+    const float* h = h_.Floats(be, states);
     float* dgates = TransientFloats(ctx, dgates_, batch * t_ * gc);
     float* dc = TransientFloats(ctx, dc_, batch * units_);
     float* dh = TransientFloats(ctx, dh_, batch * units_);
@@ -191,9 +187,9 @@ class GruLayer final : public RecurrentBase {
   void Forward(const StepContext& ctx, const float* x, float* y, int64_t batch) override {
     Backend& be = *ctx.backend;
     const int64_t gc = GateCols();
-    float* gates = Floats(gates_, be, batch * t_ * gc);
-    float* rec = Floats(rec_, be, batch * t_ * gc);
-    float* h = Floats(h_, be, batch * t_ * units_);
+    float* gates = gates_.Floats(be, batch * t_ * gc);
+    float* rec = rec_.Floats(be, batch * t_ * gc);
+    float* h = h_.Floats(be, batch * t_ * units_);
     InputProjection(be, x, b_, gates, batch);
     const RecurrentStep s = StepShape(batch);
     const Backend::PackedB u = PackU(be, false);
@@ -208,9 +204,9 @@ class GruLayer final : public RecurrentBase {
                 int64_t batch) override {
     Backend& be = *ctx.backend;
     const int64_t gc = GateCols();
-    const float* gates = Floats(gates_, be, batch * t_ * gc);
-    const float* rec = Floats(rec_, be, batch * t_ * gc);
-    const float* h = Floats(h_, be, batch * t_ * units_);
+    const float* gates = gates_.Floats(be, batch * t_ * gc);
+    const float* rec = rec_.Floats(be, batch * t_ * gc);
+    const float* h = h_.Floats(be, batch * t_ * units_);
     float* dgates = TransientFloats(ctx, dgates_, batch * t_ * gc);
     float* drec = TransientFloats(ctx, drec_, batch * t_ * gc);
     float* dh = TransientFloats(ctx, dh_, batch * units_);

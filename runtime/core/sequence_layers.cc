@@ -7,10 +7,6 @@
 namespace lockstep {
 namespace {
 
-float* Floats(Scratch& s, Backend& be, int64_t n) {
-  return static_cast<float*>(s.Get(be, sizeof(float) * static_cast<size_t>(n)));
-}
-
 // Glorot-uniform fans whose limit sqrt(6 / (fan_in + fan_out)) is 0.05: Keras'
 // Embedding default RandomUniform(-0.05, 0.05) through our Glorot initialiser.
 constexpr int64_t kUniform005Fan = 1200;
@@ -139,13 +135,13 @@ class LayerNormLayer final : public Layer {
   }
   void Forward(const StepContext& ctx, const float* x, float* y, int64_t batch) override {
     const int64_t rows = batch * rows_per_sample_;
-    float* stats = Floats(stats_, *ctx.backend, 2 * rows);
+    float* stats = stats_.Floats(*ctx.backend, 2 * rows);
     ctx.backend->LayerNormForward(x, gamma_, beta_, rows, cols_, eps_, y, stats, stats + rows);
   }
   void Backward(const StepContext& ctx, const float* x, const float*, const float* dy, float* dx,
                 int64_t batch) override {
     const int64_t rows = batch * rows_per_sample_;
-    float* stats = Floats(stats_, *ctx.backend, 2 * rows);
+    float* stats = stats_.Floats(*ctx.backend, 2 * rows);
     ctx.backend->LayerNormBackward(x, gamma_, stats, stats + rows, dy, rows, cols_, ctx.grad_beta,
                                    dx, dgamma_, dbeta_);
   }

@@ -13,15 +13,17 @@ constexpr size_t kMinChunk = size_t{64} << 10;
 
 size_t AlignUp(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 
-// A chunk with room for `bytes` from its first 256-byte boundary (the CPU backend's
-// memory is 64-byte aligned).
-Tensor NewChunk(Backend& backend, size_t bytes, size_t* start) {
-  Tensor t = Tensor::Empty(backend, {static_cast<int64_t>(bytes + kAlign)}, DType::kUint8);
-  *start = AlignUp(reinterpret_cast<uintptr_t>(t.raw())) - reinterpret_cast<uintptr_t>(t.raw());
-  return t;
-}
-
 }  // namespace
+
+// Room for `bytes` from its first 256-byte boundary (the CPU backend's memory is
+// 64-byte aligned), empty.
+TransientArena::Chunk TransientArena::NewChunk(size_t bytes) const {
+  Chunk c;
+  c.memory = Tensor::Empty(*backend_, {static_cast<int64_t>(bytes + kAlign)}, DType::kUint8);
+  const auto base = reinterpret_cast<uintptr_t>(c.memory.raw());
+  c.start = c.used = AlignUp(base) - base;
+  return c;
+}
 
 void* TransientArena::Acquire(size_t bytes) {
   LS_CHECK_GT(depth_, 0) << "TransientArena::Acquire outside a Scope";
@@ -31,10 +33,7 @@ void* TransientArena::Acquire(size_t bytes) {
   }
   if (current_ == chunks_.size()) {
     const size_t last = chunks_.empty() ? 0 : chunks_.back().memory.nbytes();
-    Chunk c;
-    c.memory = NewChunk(*backend_, std::max({bytes, 2 * last, kMinChunk}), &c.start);
-    c.used = c.start;
-    chunks_.push_back(std::move(c));
+    chunks_.push_back(NewChunk(std::max({bytes, 2 * last, kMinChunk})));
   }
   Chunk& c = chunks_[current_];
   void* p = static_cast<char*>(c.memory.raw()) + c.used;  // start + multiples of 256: aligned
@@ -66,10 +65,7 @@ TransientArena::Scope::~Scope() {
   if (--a.depth_ == 0 && a.chunks_.size() > 1) {
     // Outermost scope closed: one chunk of the high-water size for next time.
     a.chunks_.clear();
-    Chunk c;
-    c.memory = NewChunk(*a.backend_, a.high_water_, &c.start);
-    c.used = c.start;
-    a.chunks_.push_back(std::move(c));
+    a.chunks_.push_back(a.NewChunk(a.high_water_));
     a.current_ = 0;
   }
 }

@@ -67,6 +67,7 @@ class TransientArena {
     size_t start = 0;  // offset of the first 256-byte boundary
     size_t used = 0;   // offset of the next free byte
   };
+  Chunk NewChunk(size_t bytes) const;
 
   Backend* backend_;
   std::vector<Chunk> chunks_;
