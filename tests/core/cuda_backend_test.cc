@@ -483,11 +483,18 @@ std::unique_ptr<Model> MakeCnn(Backend& be) {
   return model.ok() ? std::move(model).value() : nullptr;
 }
 
+// Parameters after a given number of steps (a snapshot taken on the way).
+struct ParamsAfter {
+  int steps = -1;
+  std::vector<float>* params = nullptr;
+};
+
 // Trains `steps` Adam steps on `be` from seed-initialised parameters on fixed
 // synthetic batches; returns the final parameters and the per-step losses.
-// With `grads`, also the gradients of the first step.
+// With `grads`, also the gradients of the first step; with `early`, a snapshot.
 void TrainCnn(Backend& be, int steps, std::vector<float>* params, std::vector<double>* losses,
-              ActivationStorage storage = ActivationStorage::kFp32, std::vector<float>* grads = nullptr) {
+              ActivationStorage storage = ActivationStorage::kFp32, std::vector<float>* grads = nullptr,
+              ParamsAfter early = {}) {
   std::unique_ptr<Model> model = MakeCnn(be);
   ASSERT_NE(model, nullptr);
   model->set_activation_storage(storage);
@@ -528,6 +535,10 @@ void TrainCnn(Backend& be, int steps, std::vector<float>* params, std::vector<do
       be.CopyToHost(grads->data(), model->grads().raw(), grads->size() * sizeof(float));
     }
     (*opt)->Step(0.003f, model->params().data<float>(), model->grads().data<float>());
+    if (early.params != nullptr && step + 1 == early.steps) {
+      early.params->resize(static_cast<size_t>(model->param_count()));
+      be.CopyToHost(early.params->data(), model->params().raw(), early.params->size() * sizeof(float));
+    }
   }
   params->resize(static_cast<size_t>(model->param_count()));
   be.CopyToHost(params->data(), model->params().raw(), params->size() * sizeof(float));
@@ -554,23 +565,51 @@ TEST(CnnReferenceTest, CpuRunsLearn) {
   }
 }
 
+// Largest |a - b| / max(1, |a|) over the elements.
+double MaxRelativeDifference(const std::vector<float>& a, const std::vector<float>& b) {
+  double worst = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    worst = std::max(worst, std::fabs(double{b[i]} - a[i]) / std::max(1.0, std::fabs(double{a[i]})));
+  }
+  return worst;
+}
+
+// ||a - b|| / ||a||.
+double RelativeL2(const std::vector<float>& a, const std::vector<float>& b) {
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff += (double{b[i]} - a[i]) * (double{b[i]} - a[i]);
+    norm += double{a[i]} * a[i];
+  }
+  return std::sqrt(diff / norm);
+}
+
 TEST_F(CudaBackendTest, FiftyCnnStepsMatchTheCpu) {
-  std::vector<float> cpu_params, gpu_params;
+  std::vector<float> cpu_params, gpu_params, cpu_at_20, gpu_at_20;
   std::vector<double> cpu_losses, gpu_losses;
-  TrainCnn(*cpu_, 50, &cpu_params, &cpu_losses);
-  TrainCnn(*gpu_, 50, &gpu_params, &gpu_losses);
+  TrainCnn(*cpu_, 50, &cpu_params, &cpu_losses, ActivationStorage::kFp32, nullptr, {20, &cpu_at_20});
+  TrainCnn(*gpu_, 50, &gpu_params, &gpu_losses, ActivationStorage::kFp32, nullptr, {20, &gpu_at_20});
   ASSERT_EQ(cpu_params.size(), gpu_params.size());
+  ASSERT_EQ(cpu_at_20.size(), gpu_at_20.size());
   ASSERT_EQ(cpu_losses.size(), 50u);
   EXPECT_LT(LearnedRatio(cpu_losses), 0.8) << "the reference run must learn";
-  double worst = 0;
-  for (size_t i = 0; i < cpu_params.size(); ++i) {
-    worst = std::max(worst, std::fabs(double{gpu_params[i]} - cpu_params[i]) / std::max(1.0, std::fabs(double{cpu_params[i]})));
-  }
-  RecordProperty("max_param_rel_diff", std::to_string(worst));
-  // Adam normalises each update, so summation-order differences of ~1e-7 in the
-  // gradients stay ~1e-7 * steps in the parameters; 1e-4 leaves a wide margin
-  // while a wrong op (off-by-one, transposed filter) moves parameters by >1e-3.
-  EXPECT_LT(worst, 1e-4);
+  // Summation order (cuBLASLt's, im2col's, OpenBLAS's) changes gradients by ~1e-7
+  // relative, and Adam keeps that at ~1e-7 per step in the parameters -- until ReLU
+  // or max-pool routing flips on a near tie: the flipped unit's weights then take
+  // full-size Adam steps in one run only. So the elementwise bound holds for the first
+  // 20 steps, and after 50 the parameters are compared as a whole. Measured in the
+  // CUDA emulator (tests/cuda_emulator): max 6.8e-6 after 20 and 30 steps; a flip
+  // between steps 30 and 40 then moved 107 of 26698 parameters past 1e-4 (max 7e-3
+  // after 50; relative L2 1.6e-3) while the losses still agreed to 2e-5. A wrong op
+  // is far outside both bounds: a bias gradient that skips one row per chunk gave
+  // 4.5e-2 after 20 steps and relative L2 0.15 after 50.
+  const double worst_at_20 = MaxRelativeDifference(cpu_at_20, gpu_at_20);
+  const double l2_at_50 = RelativeL2(cpu_params, gpu_params);
+  RecordProperty("max_param_rel_diff_at_20", std::to_string(worst_at_20));
+  RecordProperty("param_rel_l2_at_50", std::to_string(l2_at_50));
+  RecordProperty("max_param_rel_diff_at_50", std::to_string(MaxRelativeDifference(cpu_params, gpu_params)));
+  EXPECT_LT(worst_at_20, 1e-4);
+  EXPECT_LT(l2_at_50, 1e-2);
   for (size_t i = 0; i < cpu_losses.size(); ++i) EXPECT_NEAR(gpu_losses[i], cpu_losses[i], 1e-3) << "step " << i;
   if (StandIn()) return;  // the CPU backend keeps no device-memory statistics
   const BackendMemoryStats mem = gpu_->memory_stats();
@@ -737,15 +776,11 @@ TEST_F(CudaBf16Test, CnnWithBf16StorageMatchesTheCpu) {
   TrainCnn(*cpu_, 50, &cpu_params, &cpu_losses, ActivationStorage::kBf16Everywhere, &cpu_grads);
   TrainCnn(*gpu_, 50, &gpu_params, &gpu_losses, ActivationStorage::kBf16Everywhere, &gpu_grads);
   ASSERT_EQ(cpu_grads.size(), gpu_grads.size());
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < cpu_grads.size(); ++i) {
-    diff += (double{gpu_grads[i]} - cpu_grads[i]) * (double{gpu_grads[i]} - cpu_grads[i]);
-    norm += double{cpu_grads[i]} * cpu_grads[i];
-  }
-  RecordProperty("first_step_grad_rel_diff", std::to_string(std::sqrt(diff / norm)));
+  const double grad_l2 = RelativeL2(cpu_grads, gpu_grads);
+  RecordProperty("first_step_grad_rel_diff", std::to_string(grad_l2));
   // Measured on the CPU: fp32 instead of bf16 storage moves this to 0.018, fp32 instead
   // of bf16 GEMMs to 0.002; summation order alone flips a rounding only rarely.
-  EXPECT_LT(std::sqrt(diff / norm), 5e-3) << "first-step gradients, relative L2";
+  EXPECT_LT(grad_l2, 5e-3) << "first-step gradients, relative L2";
   EXPECT_NEAR(gpu_losses.front(), cpu_losses.front(), 1e-3 * cpu_losses.front());
   EXPECT_LT(LearnedRatio(cpu_losses), 0.8) << "the reference run must learn";
   EXPECT_NEAR(LearnedRatio(gpu_losses), LearnedRatio(cpu_losses), 0.05);

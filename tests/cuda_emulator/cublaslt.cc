@@ -1,0 +1,319 @@
+// The emulated cuBLASLt (include/cublasLt.h says what it checks and computes). Each
+// refusal prints why on stderr before returning its status, so the LS_CUBLAS_CHECK
+// failure it causes in gemm.cc can be traced to the rule.
+#include <cublasLt.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+struct cublasLtContext {
+  int live = 1;
+};
+struct cublasLtMatmulDescOpaque_t {
+  cublasComputeType_t compute;
+  cublasOperation_t trans_a = CUBLAS_OP_N, trans_b = CUBLAS_OP_N;
+  cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_DEFAULT;
+  const void* bias = nullptr;
+};
+struct cublasLtMatrixLayoutOpaque_t {
+  cudaDataType_t type;
+  uint64_t rows, cols;
+  int64_t ld;
+};
+struct cublasLtMatmulPreferenceOpaque_t {
+  uint64_t max_workspace = 0;
+  // cuBLASLt's default: algorithms may assume 256-byte aligned matrices.
+  uint32_t align[4] = {256, 256, 256, 256};  // A, B, C, D
+};
+
+namespace {
+
+cublasStatus_t Refuse(cublasStatus_t status, const std::string& why) {
+  std::fprintf(stderr, "lsemu cuBLASLt: %s\n", why.c_str());
+  return status;
+}
+
+bool HasBias(cublasLtEpilogue_t e) {
+  return e == CUBLASLT_EPILOGUE_BIAS || e == CUBLASLT_EPILOGUE_RELU_BIAS;
+}
+bool HasRelu(cublasLtEpilogue_t e) {
+  return e == CUBLASLT_EPILOGUE_RELU || e == CUBLASLT_EPILOGUE_RELU_BIAS;
+}
+
+// The algorithm handle records what it was chosen for; Matmul checks the call against it.
+struct AlgoRecord {
+  uint32_t align[4];
+  uint64_t workspace;
+  uint64_t m, n, k;
+};
+static_assert(sizeof(AlgoRecord) <= sizeof(cublasLtMatmulAlgo_t), "algo record too large");
+
+// Checks the problem the descriptors describe; fills m, n, k on success.
+cublasStatus_t CheckProblem(const cublasLtMatmulDescOpaque_t* op, const cublasLtMatrixLayoutOpaque_t* a,
+                            const cublasLtMatrixLayoutOpaque_t* b, const cublasLtMatrixLayoutOpaque_t* c,
+                            const cublasLtMatrixLayoutOpaque_t* d, uint64_t* m, uint64_t* n, uint64_t* k) {
+  if (op == nullptr || a == nullptr || b == nullptr || c == nullptr || d == nullptr) {
+    return Refuse(CUBLAS_STATUS_INVALID_VALUE, "a null descriptor");
+  }
+  const uint64_t am = op->trans_a == CUBLAS_OP_N ? a->rows : a->cols;
+  const uint64_t ak = op->trans_a == CUBLAS_OP_N ? a->cols : a->rows;
+  const uint64_t bk = op->trans_b == CUBLAS_OP_N ? b->rows : b->cols;
+  const uint64_t bn = op->trans_b == CUBLAS_OP_N ? b->cols : b->rows;
+  if (ak != bk || c->rows != am || c->cols != bn || d->rows != am || d->cols != bn) {
+    return Refuse(CUBLAS_STATUS_INVALID_VALUE,
+                  "shapes do not match: op(A) " + std::to_string(am) + "x" + std::to_string(ak) +
+                      ", op(B) " + std::to_string(bk) + "x" + std::to_string(bn) + ", C " +
+                      std::to_string(c->rows) + "x" + std::to_string(c->cols) + ", D " +
+                      std::to_string(d->rows) + "x" + std::to_string(d->cols));
+  }
+  if (a->type != b->type || c->type != CUDA_R_32F || d->type != CUDA_R_32F) {
+    return Refuse(CUBLAS_STATUS_NOT_SUPPORTED, "A and B must share a type; C and D must be fp32");
+  }
+  if (op->compute == CUBLAS_COMPUTE_32F_FAST_TF32 && a->type != CUDA_R_32F) {
+    return Refuse(CUBLAS_STATUS_NOT_SUPPORTED, "FAST_TF32 compute with non-fp32 inputs");
+  }
+  if (c->ld != d->ld) {
+    return Refuse(CUBLAS_STATUS_NOT_SUPPORTED, "C and D in place with different ld");
+  }
+  *m = am;
+  *n = bn;
+  *k = ak;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+float TypedValue(const void* p, cudaDataType_t type, uint64_t index, bool tf32) {
+  if (type == CUDA_R_16BF) {
+    uint16_t bits;
+    std::memcpy(&bits, static_cast<const char*>(p) + 2 * index, 2);
+    const uint32_t u = static_cast<uint32_t>(bits) << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+  }
+  float f;
+  std::memcpy(&f, static_cast<const char*>(p) + 4 * index, 4);
+  if (tf32 && std::isfinite(f)) {  // round to nearest, ties away: 10 mantissa bits
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    u = (u + 0x1000u) & ~0x1fffu;
+    std::memcpy(&f, &u, 4);
+  }
+  return f;
+}
+
+uint32_t AlignmentOf(const void* p) {
+  const uintptr_t v = reinterpret_cast<uintptr_t>(p);
+  uint32_t a = 256;
+  while (a > 1 && v % a != 0) a /= 2;
+  return a;
+}
+
+}  // namespace
+
+const char* cublasLtGetStatusName(cublasStatus_t status) {
+  switch (status) {
+    case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
+  }
+  return "CUBLAS_STATUS_UNKNOWN";
+}
+const char* cublasLtGetStatusString(cublasStatus_t status) {
+  return status == CUBLAS_STATUS_SUCCESS ? "success" : "refused by the emulated cuBLASLt";
+}
+
+cublasStatus_t cublasLtCreate(cublasLtHandle_t* handle) {
+  *handle = new cublasLtContext;
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtDestroy(cublasLtHandle_t handle) {
+  delete handle;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t* desc, cublasComputeType_t compute,
+                                        cudaDataType_t scale_type) {
+  if (scale_type != CUDA_R_32F) return Refuse(CUBLAS_STATUS_NOT_SUPPORTED, "scale type not fp32");
+  *desc = new cublasLtMatmulDescOpaque_t{compute};
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t desc) {
+  delete desc;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t desc,
+                                              cublasLtMatmulDescAttributes_t attr, const void* buf,
+                                              size_t bytes) {
+  switch (attr) {
+    case CUBLASLT_MATMUL_DESC_TRANSA:
+    case CUBLASLT_MATMUL_DESC_TRANSB: {
+      if (bytes != sizeof(int32_t)) return Refuse(CUBLAS_STATUS_INVALID_VALUE, "trans size");
+      int32_t v;
+      std::memcpy(&v, buf, bytes);
+      (attr == CUBLASLT_MATMUL_DESC_TRANSA ? desc->trans_a : desc->trans_b) =
+          static_cast<cublasOperation_t>(v);
+      return CUBLAS_STATUS_SUCCESS;
+    }
+    case CUBLASLT_MATMUL_DESC_EPILOGUE: {
+      if (bytes != sizeof(uint32_t)) return Refuse(CUBLAS_STATUS_INVALID_VALUE, "epilogue size");
+      uint32_t v;
+      std::memcpy(&v, buf, bytes);
+      desc->epilogue = static_cast<cublasLtEpilogue_t>(v);
+      return CUBLAS_STATUS_SUCCESS;
+    }
+    case CUBLASLT_MATMUL_DESC_BIAS_POINTER:
+      if (bytes != sizeof(void*)) return Refuse(CUBLAS_STATUS_INVALID_VALUE, "bias pointer size");
+      std::memcpy(&desc->bias, buf, bytes);
+      return CUBLAS_STATUS_SUCCESS;
+  }
+  return Refuse(CUBLAS_STATUS_INVALID_VALUE, "matmul attribute not emulated");
+}
+
+cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t* layout, cudaDataType type,
+                                          uint64_t rows, uint64_t cols, int64_t ld) {
+  // Column-major: ld is the distance between columns and must cover a column.
+  if (ld < 1 || static_cast<uint64_t>(ld) < rows) {
+    return Refuse(CUBLAS_STATUS_INVALID_VALUE, "layout " + std::to_string(rows) + "x" +
+                                                   std::to_string(cols) + " with ld " +
+                                                   std::to_string(ld) + " < rows");
+  }
+  *layout = new cublasLtMatrixLayoutOpaque_t{type, rows, cols, ld};
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t layout) {
+  delete layout;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t* pref) {
+  *pref = new cublasLtMatmulPreferenceOpaque_t;
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t pref) {
+  delete pref;
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t pref,
+                                                    cublasLtMatmulPreferenceAttributes_t attr,
+                                                    const void* buf, size_t bytes) {
+  if (attr == CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES) {
+    if (bytes != sizeof(uint64_t)) return Refuse(CUBLAS_STATUS_INVALID_VALUE, "workspace size");
+    std::memcpy(&pref->max_workspace, buf, bytes);
+    return CUBLAS_STATUS_SUCCESS;
+  }
+  const int slot = static_cast<int>(attr) - CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES;
+  if (slot < 0 || slot > 3 || bytes != sizeof(uint32_t)) {
+    return Refuse(CUBLAS_STATUS_INVALID_VALUE, "preference attribute not emulated");
+  }
+  std::memcpy(&pref->align[slot], buf, bytes);
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatmulAlgoGetHeuristic(
+    cublasLtHandle_t handle, cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t a,
+    cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c, cublasLtMatrixLayout_t d,
+    cublasLtMatmulPreference_t pref, int requested, cublasLtMatmulHeuristicResult_t results[],
+    int* returned) {
+  if (handle == nullptr || pref == nullptr || requested < 1) {
+    return Refuse(CUBLAS_STATUS_INVALID_VALUE, "heuristic arguments");
+  }
+  uint64_t m, n, k;
+  const cublasStatus_t st = CheckProblem(op, a, b, c, d, &m, &n, &k);
+  if (st != CUBLAS_STATUS_SUCCESS) return st;
+  std::memset(&results[0], 0, sizeof(results[0]));
+  AlgoRecord rec{};
+  std::memcpy(rec.align, pref->align, sizeof(rec.align));
+  // The emulated algorithm takes up to 1 MiB of the workspace it is allowed, and
+  // scribbles over it, so a workspace that overlaps live data is noticed.
+  rec.workspace = pref->max_workspace < (uint64_t{1} << 20) ? pref->max_workspace : (uint64_t{1} << 20);
+  rec.m = m;
+  rec.n = n;
+  rec.k = k;
+  std::memcpy(&results[0].algo, &rec, sizeof(rec));
+  results[0].workspaceSize = rec.workspace;
+  results[0].state = CUBLAS_STATUS_SUCCESS;
+  results[0].wavesCount = 1.0f;
+  *returned = 1;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t op, const void* alpha,
+                              const void* a, cublasLtMatrixLayout_t a_layout, const void* b,
+                              cublasLtMatrixLayout_t b_layout, const void* beta, const void* c,
+                              cublasLtMatrixLayout_t c_layout, void* d,
+                              cublasLtMatrixLayout_t d_layout, const cublasLtMatmulAlgo_t* algo,
+                              void* workspace, size_t workspace_bytes, cudaStream_t stream) {
+  (void)stream;
+  if (handle == nullptr || algo == nullptr) return Refuse(CUBLAS_STATUS_INVALID_VALUE, "no handle or algo");
+  uint64_t m, n, k;
+  const cublasStatus_t st = CheckProblem(op, a_layout, b_layout, c_layout, d_layout, &m, &n, &k);
+  if (st != CUBLAS_STATUS_SUCCESS) return st;
+  AlgoRecord rec;
+  std::memcpy(&rec, algo, sizeof(rec));
+  if (rec.m != m || rec.n != n || rec.k != k) {
+    return Refuse(CUBLAS_STATUS_INVALID_VALUE, "algorithm chosen for another problem size");
+  }
+  const void* pointers[4] = {a, b, c, d};
+  const char* names[4] = {"A", "B", "C", "D"};
+  for (int i = 0; i < 4; ++i) {
+    if (AlignmentOf(pointers[i]) < rec.align[i]) {
+      return Refuse(CUBLAS_STATUS_INVALID_VALUE,
+                    std::string(names[i]) + " is " + std::to_string(AlignmentOf(pointers[i])) +
+                        "-byte aligned; the algorithm was chosen for " +
+                        std::to_string(rec.align[i]));
+    }
+  }
+  if (HasBias(op->epilogue)) {
+    // Not in the documentation: cuBLASLt's bias epilogue kernels fault on biases under
+    // 16-byte alignment (reported by users of the API), so the emulator refuses them.
+    if (op->bias == nullptr || AlignmentOf(op->bias) < 16) {
+      return Refuse(CUBLAS_STATUS_INVALID_VALUE, "bias epilogue with a null or under-16-byte aligned bias");
+    }
+  }
+  if (workspace_bytes < rec.workspace || (rec.workspace > 0 && workspace == nullptr)) {
+    return Refuse(CUBLAS_STATUS_INVALID_VALUE, "less workspace than the algorithm asked for");
+  }
+  if (rec.workspace > 0) std::memset(workspace, 0xCD, rec.workspace);
+
+  float alpha_v, beta_v;
+  std::memcpy(&alpha_v, alpha, 4);
+  std::memcpy(&beta_v, beta, 4);
+  const bool tf32 = op->compute == CUBLAS_COMPUTE_32F_FAST_TF32;
+  const bool trans_a = op->trans_a == CUBLAS_OP_T, trans_b = op->trans_b == CUBLAS_OP_T;
+  const uint64_t lda = static_cast<uint64_t>(a_layout->ld), ldb = static_cast<uint64_t>(b_layout->ld);
+  const uint64_t ldc = static_cast<uint64_t>(c_layout->ld), ldd = static_cast<uint64_t>(d_layout->ld);
+  const auto* cf = static_cast<const float*>(c);
+  auto* df = static_cast<float*>(d);
+  const auto* bias = static_cast<const float*>(op->bias);
+  // op(A) as rows of k and op(B) as columns of k, contiguous, so the k loop is tight.
+  std::vector<float> a_rows(m * k), b_cols(n * k);
+  for (uint64_t i = 0; i < m; ++i) {
+    for (uint64_t l = 0; l < k; ++l) {
+      a_rows[i * k + l] = TypedValue(a, a_layout->type, trans_a ? l + i * lda : i + l * lda, tf32);
+    }
+  }
+  for (uint64_t j = 0; j < n; ++j) {
+    for (uint64_t l = 0; l < k; ++l) {
+      b_cols[j * k + l] = TypedValue(b, b_layout->type, trans_b ? j + l * ldb : l + j * ldb, tf32);
+    }
+  }
+  for (uint64_t j = 0; j < n; ++j) {
+    const float* bj = &b_cols[j * k];
+    for (uint64_t i = 0; i < m; ++i) {
+      const float* ai = &a_rows[i * k];
+      float acc = 0.0f;
+      for (uint64_t l = 0; l < k; ++l) acc += ai[l] * bj[l];
+      // beta == 0: C is not read (it may hold NaN), as in BLAS.
+      float v = alpha_v * acc + (beta_v == 0.0f ? 0.0f : beta_v * cf[i + j * ldc]);
+      if (HasBias(op->epilogue)) v += bias[i];
+      if (HasRelu(op->epilogue)) v = v > 0.0f ? v : 0.0f;
+      df[i + j * ldd] = v;
+    }
+  }
+  return CUBLAS_STATUS_SUCCESS;
+}

@@ -1,0 +1,499 @@
+// lsemu's scheduler and runtime calls (see include/lsemu/emulator.h for the model).
+#include <cuda_runtime.h>
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <new>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tests/cuda_emulator/fiber_switch.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#define LSEMU_ASAN 1
+#endif
+
+uint3 threadIdx;
+uint3 blockIdx;
+dim3 blockDim;
+dim3 gridDim;
+
+namespace lsemu {
+namespace {
+
+constexpr unsigned int kMaxThreadsPerBlock = 1024;
+constexpr size_t kSharedBytesWithoutOptIn = 48 * 1024;
+// Kernels' frames are small. A guard page below each stack turns an overflow into a
+// SIGSEGV instead of a write into the neighbouring stack.
+constexpr size_t kFiberStackBytes = 64 * 1024;
+constexpr size_t kGuardBytes = 4096;
+[[maybe_unused]] constexpr size_t kTopUnpoisonBytes = 8192;
+constexpr int kWarp = 32;
+
+[[noreturn]] void Die(const std::string& message) {
+  std::fprintf(stderr, "lsemu: %s\n", message.c_str());
+  std::fflush(stderr);
+  std::abort();
+}
+
+thread_local cudaError_t last_error = cudaSuccess;
+
+enum class Waiting { kRunnable, kBlockBarrier, kWarpSync, kDone };
+
+struct Fiber {
+  void* stack_pointer = nullptr;  // saved while the fiber is switched out
+  char* stack = nullptr;
+  Waiting state = Waiting::kRunnable;
+  unsigned int warp_mask = 0;
+#if defined(LSEMU_ASAN)
+  void* fake_stack = nullptr;
+#endif
+};
+
+struct SharedBuffer {
+  void* data;
+  size_t bytes;
+};
+
+// The state of the launch in progress on this thread.
+struct Execution {
+  const char* kernel = nullptr;
+  LaunchConfig config{};
+  const std::function<void()>* body = nullptr;
+  unsigned int threads = 0;
+  std::vector<Fiber> fibers;
+  int current = -1;  // the running fiber, -1 in the scheduler
+  void* scheduler_stack_pointer = nullptr;
+#if defined(LSEMU_ASAN)
+  const void* scheduler_stack_bottom = nullptr;
+  size_t scheduler_stack_size = 0;
+#endif
+  void* dynamic_shared = nullptr;
+  std::map<const void*, SharedBuffer> shared;  // static __shared__, per block
+  size_t shared_bytes = 0;                     // static + dynamic, this block
+  std::vector<uint64_t> shuffle_slots;
+};
+
+// The launch in progress; one at a time per process, as the coordinates are global.
+std::atomic<Execution*> running{nullptr};
+
+// Fiber stacks, mapped once per thread index and reused by every later launch.
+thread_local std::vector<char*> stack_pool;
+
+char* FiberStack(unsigned int t) {
+  while (stack_pool.size() <= t) {
+    void* p = mmap(nullptr, kGuardBytes + kFiberStackBytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED || mprotect(p, kGuardBytes, PROT_NONE) != 0) Die("cannot map a fiber stack");
+    stack_pool.push_back(static_cast<char*>(p) + kGuardBytes);
+  }
+  return stack_pool[t];
+}
+
+Execution& Current(const char* what) {
+  Execution* ex = running.load();
+  if (ex == nullptr || ex->current < 0) Die(std::string(what) + " called outside a kernel");
+  return *ex;
+}
+
+bool ReverseOrder() {
+  static const bool reverse = [] {
+    const char* v = std::getenv("LOCKSTEP_EMU_ORDER");
+    return v != nullptr && std::string(v) == "reverse";
+  }();
+  return reverse;
+}
+
+// Exactly `bytes` (not rounded up), so AddressSanitizer flags the first byte past them.
+void* AllocateFilled(size_t bytes, size_t alignment) {
+  void* p = nullptr;
+  if (posix_memalign(&p, alignment, bytes) != 0 || p == nullptr) {
+    Die("out of host memory for shared memory");
+  }
+  if (bytes > 0) std::memset(p, 0xFF, bytes);
+  return p;
+}
+
+std::string BlockName(const Execution& ex) {
+  std::ostringstream s;
+  s << "kernel " << ex.kernel << " block (" << blockIdx.x << "," << blockIdx.y << ","
+    << blockIdx.z << ") of grid (" << gridDim.x << "," << gridDim.y << "," << gridDim.z
+    << "), block size (" << blockDim.x << "," << blockDim.y << "," << blockDim.z << ")";
+  return s.str();
+}
+
+void SetThreadIndex(const Execution& ex, unsigned int linear) {
+  const unsigned int bx = ex.config.block[0], by = ex.config.block[1];
+  threadIdx.x = linear % bx;
+  threadIdx.y = (linear / bx) % by;
+  threadIdx.z = linear / (bx * by);
+}
+
+// Switches from the running fiber back to the scheduler; returns when resumed.
+void YieldToScheduler(Execution& ex, Waiting why) {
+  Fiber& f = ex.fibers[static_cast<size_t>(ex.current)];
+  f.state = why;
+#if defined(LSEMU_ASAN)
+  __sanitizer_start_switch_fiber(why == Waiting::kDone ? nullptr : &f.fake_stack,
+                                 ex.scheduler_stack_bottom, ex.scheduler_stack_size);
+#endif
+  lsemu_fiber_switch(&f.stack_pointer, ex.scheduler_stack_pointer);
+#if defined(LSEMU_ASAN)
+  __sanitizer_finish_switch_fiber(f.fake_stack, nullptr, nullptr);
+#endif
+}
+
+void FiberMain() {
+  Execution& ex = *running.load();
+#if defined(LSEMU_ASAN)
+  __sanitizer_finish_switch_fiber(nullptr, &ex.scheduler_stack_bottom, &ex.scheduler_stack_size);
+#endif
+  (*ex.body)();
+  YieldToScheduler(ex, Waiting::kDone);
+  Die("a finished fiber was resumed");
+}
+
+void Resume(Execution& ex, unsigned int t) {
+  Fiber& f = ex.fibers[t];
+  f.state = Waiting::kRunnable;
+  ex.current = static_cast<int>(t);
+  SetThreadIndex(ex, t);
+  void* scheduler_fake_stack = nullptr;
+#if defined(LSEMU_ASAN)
+  __sanitizer_start_switch_fiber(&scheduler_fake_stack, f.stack, kFiberStackBytes);
+#endif
+  lsemu_fiber_switch(&ex.scheduler_stack_pointer, f.stack_pointer);
+#if defined(LSEMU_ASAN)
+  __sanitizer_finish_switch_fiber(scheduler_fake_stack, nullptr, nullptr);
+#endif
+  (void)scheduler_fake_stack;
+  ex.current = -1;
+}
+
+std::string DescribeWaits(const Execution& ex) {
+  std::ostringstream s;
+  const char* names[] = {"runnable", "at __syncthreads", "at a warp sync", "returned"};
+  // Runs of consecutive threads in the same state, e.g. "threads 0-31 at __syncthreads".
+  unsigned int begin = 0;
+  for (unsigned int t = 1; t <= ex.threads; ++t) {
+    if (t < ex.threads && ex.fibers[t].state == ex.fibers[begin].state) continue;
+    s << "\n  threads " << begin << "-" << (t - 1) << " "
+      << names[static_cast<int>(ex.fibers[begin].state)];
+    begin = t;
+  }
+  return s.str();
+}
+
+// Releases the warps whose every live lane in the waiting mask has arrived; true if any.
+bool ReleaseWarps(Execution& ex) {
+  bool released = false;
+  for (unsigned int warp_begin = 0; warp_begin < ex.threads; warp_begin += kWarp) {
+    const unsigned int warp_end = std::min(ex.threads, warp_begin + kWarp);
+    unsigned int mask = 0;
+    bool any = false;
+    for (unsigned int t = warp_begin; t < warp_end; ++t) {
+      if (ex.fibers[t].state != Waiting::kWarpSync) continue;
+      if (any && ex.fibers[t].warp_mask != mask) {
+        Die(BlockName(ex) + ": lanes of one warp sync with different masks");
+      }
+      mask = ex.fibers[t].warp_mask;
+      any = true;
+    }
+    if (!any) continue;
+    bool complete = true;
+    for (unsigned int t = warp_begin; t < warp_end; ++t) {
+      const bool named = (mask >> (t - warp_begin)) & 1u;
+      if (named && ex.fibers[t].state != Waiting::kWarpSync) complete = false;
+    }
+    if (!complete) continue;
+    for (unsigned int t = warp_begin; t < warp_end; ++t) {
+      if (ex.fibers[t].state == Waiting::kWarpSync) ex.fibers[t].state = Waiting::kRunnable;
+    }
+    released = true;
+  }
+  return released;
+}
+
+void RunBlock(Execution& ex) {
+  for (unsigned int t = 0; t < ex.threads; ++t) {
+    Fiber& f = ex.fibers[t];
+    f.stack = FiberStack(t);
+#if defined(LSEMU_ASAN)
+    // The previous fiber on this stack ended inside FiberMain's switch, whose frames
+    // never returned to unpoison their redzones.
+    __asan_unpoison_memory_region(f.stack + kFiberStackBytes - kTopUnpoisonBytes,
+                                  kTopUnpoisonBytes);
+#endif
+    f.stack_pointer = PrepareFiberStack(f.stack, kFiberStackBytes, FiberMain);
+    f.state = Waiting::kRunnable;
+  }
+  const bool reverse = ReverseOrder();
+  for (;;) {
+    for (unsigned int i = 0; i < ex.threads; ++i) {
+      const unsigned int t = reverse ? ex.threads - 1 - i : i;
+      if (ex.fibers[t].state == Waiting::kRunnable) Resume(ex, t);
+    }
+    if (ReleaseWarps(ex)) continue;
+    bool all_done = true, all_at_barrier_or_done = true;
+    for (unsigned int t = 0; t < ex.threads; ++t) {
+      const Waiting s = ex.fibers[t].state;
+      if (s != Waiting::kDone) all_done = false;
+      if (s != Waiting::kDone && s != Waiting::kBlockBarrier) all_at_barrier_or_done = false;
+    }
+    if (all_done) return;
+    if (!all_at_barrier_or_done) {
+      Die(BlockName(ex) + ": barrier divergence, no thread can go on:" + DescribeWaits(ex));
+    }
+    for (Fiber& f : ex.fibers) {
+      if (f.state == Waiting::kBlockBarrier) f.state = Waiting::kRunnable;
+    }
+  }
+}
+
+bool ValidConfig(const LaunchConfig& c, std::string* why) {
+  const uint64_t threads = uint64_t{c.block[0]} * c.block[1] * c.block[2];
+  std::ostringstream s;
+  if (c.block[0] == 0 || c.block[1] == 0 || c.block[2] == 0 || c.grid[0] == 0 || c.grid[1] == 0 ||
+      c.grid[2] == 0) {
+    s << "a zero grid or block dimension";
+  } else if (threads > kMaxThreadsPerBlock || c.block[0] > 1024 || c.block[1] > 1024 ||
+             c.block[2] > 64) {
+    s << threads << " threads per block (at most 1024; z at most 64)";
+  } else if (c.grid[0] > 0x7fffffffu || c.grid[1] > 65535 || c.grid[2] > 65535) {
+    s << "grid (" << c.grid[0] << "," << c.grid[1] << "," << c.grid[2] << ") too large";
+  } else if (c.dynamic_shared_bytes > kSharedBytesWithoutOptIn) {
+    s << c.dynamic_shared_bytes << " bytes of dynamic shared memory (48 KiB without opt-in)";
+  } else {
+    return true;
+  }
+  *why = s.str();
+  return false;
+}
+
+}  // namespace
+
+LaunchConfig Config(dim3 grid, dim3 block, size_t dynamic_shared_bytes, CUstream_st* stream) {
+  (void)stream;  // every stream is synchronous here
+  return LaunchConfig{{grid.x, grid.y, grid.z}, {block.x, block.y, block.z}, dynamic_shared_bytes};
+}
+
+void Launch(const char* kernel, const LaunchConfig& config, const std::function<void()>& body) {
+  if (running.load() != nullptr) {
+    Die(std::string("launch of ") + kernel + " while another launch runs (inside a kernel, or from another thread)");
+  }
+  std::string why;
+  if (!ValidConfig(config, &why)) {
+    if (std::getenv("LOCKSTEP_EMU_QUIET") == nullptr) {
+      std::fprintf(stderr, "lsemu: launch of %s refused: %s\n", kernel, why.c_str());
+    }
+    last_error = cudaErrorInvalidConfiguration;
+    return;
+  }
+  Execution ex;
+  ex.kernel = kernel;
+  ex.config = config;
+  ex.body = &body;
+  ex.threads = config.block[0] * config.block[1] * config.block[2];
+  ex.fibers.resize(ex.threads);
+  ex.shuffle_slots.assign(ex.threads, 0);
+  gridDim = dim3(config.grid[0], config.grid[1], config.grid[2]);
+  blockDim = dim3(config.block[0], config.block[1], config.block[2]);
+  running.store(&ex);
+  const uint64_t blocks = uint64_t{config.grid[0]} * config.grid[1] * config.grid[2];
+  const bool reverse = ReverseOrder();
+  for (uint64_t i = 0; i < blocks; ++i) {
+    const uint64_t b = reverse ? blocks - 1 - i : i;
+    blockIdx.x = static_cast<unsigned int>(b % config.grid[0]);
+    blockIdx.y = static_cast<unsigned int>((b / config.grid[0]) % config.grid[1]);
+    blockIdx.z = static_cast<unsigned int>(b / (uint64_t{config.grid[0]} * config.grid[1]));
+    ex.dynamic_shared = AllocateFilled(config.dynamic_shared_bytes, 16);
+    ex.shared_bytes = config.dynamic_shared_bytes;
+    RunBlock(ex);
+    std::free(ex.dynamic_shared);
+    ex.dynamic_shared = nullptr;
+    for (auto& entry : ex.shared) std::free(entry.second.data);
+    ex.shared.clear();
+  }
+  running.store(nullptr);
+}
+
+void* SharedBytes(const void* key, size_t bytes, size_t alignment) {
+  Execution& ex = Current("a __shared__ declaration");
+  auto it = ex.shared.find(key);
+  if (it != ex.shared.end()) return it->second.data;
+  ex.shared_bytes += bytes;
+  if (ex.shared_bytes > kSharedBytesWithoutOptIn) {
+    Die(BlockName(ex) + ": " + std::to_string(ex.shared_bytes) +
+        " bytes of shared memory (static + dynamic), above the 48 KiB a launch gets without opt-in");
+  }
+  void* data = AllocateFilled(bytes, std::max(alignment, sizeof(void*)));
+  ex.shared.emplace(key, SharedBuffer{data, bytes});
+  return data;
+}
+
+void* DynamicSharedBytes() {
+  // Without dynamic shared memory in the launch this is a 0-byte block: any access to
+  // it is reported.
+  return Current("extern __shared__").dynamic_shared;
+}
+
+void WarpSync(unsigned int mask) {
+  Execution& ex = Current("a warp sync");
+  const unsigned int lane = static_cast<unsigned int>(ex.current) % kWarp;
+  if (((mask >> lane) & 1u) == 0) Die(BlockName(ex) + ": a lane syncs under a mask without it");
+  const unsigned int warp_begin = static_cast<unsigned int>(ex.current) - lane;
+  for (unsigned int l = 0; l < kWarp; ++l) {
+    if (((mask >> l) & 1u) != 0 && warp_begin + l >= ex.threads) {
+      Die(BlockName(ex) + ": a warp sync's mask names lanes past the end of the block");
+    }
+  }
+  ex.fibers[static_cast<size_t>(ex.current)].warp_mask = mask;
+  YieldToScheduler(ex, Waiting::kWarpSync);
+}
+
+uint64_t ShuffleBits(unsigned int mask, uint64_t bits, int src_lane, int width) {
+  Execution& ex = Current("__shfl_sync");
+  if (width <= 0 || width > kWarp || (width & (width - 1)) != 0) {
+    Die(BlockName(ex) + ": __shfl_sync width " + std::to_string(width) +
+        " is not a power of two up to 32");
+  }
+  const unsigned int me = static_cast<unsigned int>(ex.current);
+  const unsigned int lane = me % kWarp;
+  ex.shuffle_slots[me] = bits;
+  WarpSync(mask);
+  const unsigned int segment = lane / static_cast<unsigned int>(width) * static_cast<unsigned int>(width);
+  const unsigned int source_lane = segment + static_cast<unsigned int>(src_lane) % static_cast<unsigned int>(width);
+  if (((mask >> source_lane) & 1u) == 0) {
+    Die(BlockName(ex) + ": __shfl_sync reads lane " + std::to_string(source_lane) +
+        ", which is not in the mask");
+  }
+  const uint64_t value = ex.shuffle_slots[me - lane + source_lane];
+  WarpSync(mask);  // nobody overwrites a slot before every lane has read
+  return value;
+}
+
+}  // namespace lsemu
+
+void __syncthreads() {
+  lsemu::Execution& ex = lsemu::Current("__syncthreads");
+  lsemu::YieldToScheduler(ex, lsemu::Waiting::kBlockBarrier);
+}
+
+void __syncwarp(unsigned int mask) { lsemu::WarpSync(mask); }
+
+// ---- runtime calls ----
+
+namespace {
+
+cudaError_t Fail(cudaError_t err) {
+  lsemu::last_error = err;
+  return err;
+}
+
+}  // namespace
+
+cudaError_t cudaGetDeviceCount(int* count) {
+  *count = 1;
+  return cudaSuccess;
+}
+cudaError_t cudaGetDevice(int* device) {
+  *device = 0;
+  return cudaSuccess;
+}
+cudaError_t cudaSetDevice(int device) {
+  return device == 0 ? cudaSuccess : Fail(cudaErrorInvalidDevice);
+}
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
+  if (device != 0) return Fail(cudaErrorInvalidDevice);
+  std::memset(prop, 0, sizeof(*prop));
+  std::snprintf(prop->name, sizeof(prop->name), "lsemu (CUDA emulator on the host)");
+  prop->major = 9;
+  prop->minor = 0;
+  prop->multiProcessorCount = 132;
+  prop->totalGlobalMem = size_t{80} << 30;
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceGetPCIBusId(char* bus_id, int len, int device) {
+  if (device != 0) return Fail(cudaErrorInvalidDevice);
+  std::snprintf(bus_id, static_cast<size_t>(len), "emulated");
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+cudaError_t cudaGetLastError() {
+  const cudaError_t err = lsemu::last_error;
+  lsemu::last_error = cudaSuccess;
+  return err;
+}
+cudaError_t cudaPeekAtLastError() { return lsemu::last_error; }
+
+const char* cudaGetErrorName(cudaError_t err) {
+  switch (err) {
+    case cudaSuccess: return "cudaSuccess";
+    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
+    case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
+    case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
+    case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
+    case cudaErrorNoDevice: return "cudaErrorNoDevice";
+    case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
+  }
+  return "cudaErrorUnknown";
+}
+const char* cudaGetErrorString(cudaError_t err) {
+  switch (err) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    default: return "error (emulated)";
+  }
+}
+
+// cudaMalloc's pointers are 256-byte aligned (callers rely on it); the size is exact.
+cudaError_t cudaMalloc(void** ptr, size_t bytes) {
+  *ptr = nullptr;
+  if (posix_memalign(ptr, 256, bytes) != 0 || *ptr == nullptr) return Fail(cudaErrorMemoryAllocation);
+  return cudaSuccess;
+}
+cudaError_t cudaFree(void* ptr) {
+  std::free(ptr);
+  return cudaSuccess;
+}
+// Pinned host memory is host memory.
+cudaError_t cudaMallocHost(void** ptr, size_t bytes) { return cudaMalloc(ptr, bytes); }
+cudaError_t cudaFreeHost(void* ptr) { return cudaFree(ptr); }
+cudaError_t cudaMemset(void* ptr, int value, size_t bytes) {
+  if (bytes > 0) std::memset(ptr, value, bytes);
+  return cudaSuccess;
+}
+cudaError_t cudaMemsetAsync(void* ptr, int value, size_t bytes, cudaStream_t) {
+  return cudaMemset(ptr, value, bytes);
+}
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind) {
+  if (bytes > 0) std::memcpy(dst, src, bytes);
+  return cudaSuccess;
+}
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind,
+                            cudaStream_t) {
+  return cudaMemcpy(dst, src, bytes, kind);
+}
+
+// A stream is a distinct heap object, so handles differ and a leak shows in LeakSanitizer.
+struct CUstream_st {
+  unsigned int flags;
+};
+cudaError_t cudaStreamCreate(cudaStream_t* stream) { return cudaStreamCreateWithFlags(stream, 0); }
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int flags) {
+  *stream = new CUstream_st{flags};
+  return cudaSuccess;
+}
+cudaError_t cudaStreamDestroy(cudaStream_t stream) {
+  delete stream;
+  return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }

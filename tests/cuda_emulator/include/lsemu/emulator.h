@@ -1,0 +1,82 @@
+// lsemu: runs kernels/cuda's hand-written kernels on the host, so their indexing,
+// barriers and shared-memory use are exercised on machines without a GPU.
+//
+// Execution model. A launch runs its blocks one after another; the threads of a block
+// are fibers (ucontext) on the calling thread. Each fiber runs until it reaches
+// __syncthreads, a warp-level sync (__syncwarp, __shfl_sync) or its end; when every
+// live thread of the block (or of the warp) waits at the barrier, all are released.
+// Threads that have returned no longer take part, as on the hardware. A barrier that
+// can never be released (some threads wait at __syncthreads, others at a warp sync or
+// a different barrier) is barrier divergence: the emulator names the kernel, the block
+// and the waiting threads, and aborts.
+//
+// Order. LOCKSTEP_EMU_ORDER=reverse runs blocks, and the threads of each block between
+// barriers, in reverse order. A kernel whose result changes with the order has a race
+// (a read of shared or global memory another thread writes without a barrier between),
+// so the suite runs in both orders.
+//
+// Memory. Device memory, dynamic and static shared memory are separate malloc'd blocks
+// (AddressSanitizer catches an access past any of them); shared memory starts as 0xFF
+// bytes in every block, as uninitialised shared memory would hold garbage. The launch
+// checks the limits of a CUDA device of compute capability 9.0: at most 1024 threads per
+// block, grid y/z below 65536, 48 KiB of shared memory without an opt-in.
+//
+// What it cannot tell: anything about timing, warp-synchronous code that relies on
+// lockstep execution without a sync (such code is wrong since Volta anyway), the memory
+// model, or the accuracy of CUDA's math library (libm stands in for expf, tanhf, ...).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+
+struct dim3;
+struct CUstream_st;
+
+namespace lsemu {
+
+struct LaunchConfig {
+  unsigned int grid[3];
+  unsigned int block[3];
+  size_t dynamic_shared_bytes;
+};
+
+LaunchConfig Config(dim3 grid, dim3 block, size_t dynamic_shared_bytes = 0,
+                    CUstream_st* stream = nullptr);
+
+// Runs body once per thread of the grid (see the execution model above). An invalid
+// configuration runs nothing and leaves cudaErrorInvalidConfiguration for
+// cudaGetLastError, as a failed launch does.
+void Launch(const char* kernel, const LaunchConfig& config, const std::function<void()>& body);
+
+// The current block's instance of a static __shared__ variable, one per declaration
+// site (key): the same storage for every thread of the block, fresh (0xFF) per block.
+void* SharedBytes(const void* key, size_t bytes, size_t alignment);
+template <typename T>
+T* SharedArray(const void* key) {
+  return static_cast<T*>(SharedBytes(key, sizeof(T), alignof(T)));
+}
+// The launch's dynamic shared memory (extern __shared__), fresh (0xFF) per block.
+void* DynamicSharedBytes();
+template <typename T>
+T* DynamicShared() {
+  return static_cast<T*>(DynamicSharedBytes());
+}
+
+// Warp-level sync among the lanes in mask, and the exchange under __shfl_sync.
+void WarpSync(unsigned int mask);
+uint64_t ShuffleBits(unsigned int mask, uint64_t bits, int src_lane, int width);
+
+}  // namespace lsemu
+
+template <typename T>
+T __shfl_sync(unsigned int mask, T value, int src_lane, int width = 32) {
+  static_assert(sizeof(T) <= sizeof(uint64_t), "__shfl_sync of a type wider than 8 bytes");
+  uint64_t bits = 0;
+  std::memcpy(&bits, &value, sizeof(T));
+  bits = lsemu::ShuffleBits(mask, bits, src_lane, width);
+  T out;
+  std::memcpy(&out, &bits, sizeof(T));
+  return out;
+}
