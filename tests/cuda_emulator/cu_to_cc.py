@@ -3,8 +3,10 @@
 
 Only the two constructs that are not C++ change; every other line is kept as written,
 and a #line directive keeps compiler messages and sanitizer reports on the .cu lines:
-  Kernel<<<grid, block[, shared_bytes[, stream]]>>>(args);
-      -> ::lsemu::Launch("Kernel", ::lsemu::Config(grid, block, ...), [&] { Kernel(args); });
+  Kernel<<<grid, block[, shared_bytes[, stream]]>>>(args);   (+ .WithMaxThreads(N) under
+                                                              __launch_bounds__(N))
+      -> ::lsemu::CheckKernelArgs("Kernel", args);
+         ::lsemu::Launch("Kernel", ::lsemu::Config(grid, block, ...), [&] { Kernel(args); });
   __shared__ T name[A][B];        -> T (&name)[A][B] = *::lsemu::SharedArray<T[A][B]>(&site);
   extern __shared__ T name[];     -> T* name = ::lsemu::DynamicShared<T>();
 Anything else spelled __shared__ is left alone, and the emulator's headers do not
@@ -18,6 +20,7 @@ import sys
 
 LAUNCH = re.compile(r"\b([A-Za-z_]\w*)\s*<<<(.*?)>>>\s*\((.*?)\)\s*;", re.S)
 STATIC_SHARED = re.compile(r"(?<!extern )__shared__\s+([A-Za-z_][\w:<>, ]*?)\s+([A-Za-z_]\w*)((?:\s*\[[^\]]+\])*)\s*;")
+BOUNDS = re.compile(r"__launch_bounds__\(\s*([^,)]+)[^)]*\)\s*([A-Za-z_]\w*)\s*\(")
 DYNAMIC_SHARED = re.compile(r"extern\s+__shared__\s+([A-Za-z_][\w:<>, ]*?)\s+([A-Za-z_]\w*)\s*\[\s*\]\s*;")
 
 
@@ -28,9 +31,16 @@ def keep_line_count(original, replacement):
 
 
 def rewrite(text):
+    # __launch_bounds__(N) of each kernel: a launch with more threads per block fails.
+    bounds = {m.group(2): m.group(1).strip() for m in BOUNDS.finditer(text)}
+
     def launch(m):
         name, config, args = m.group(1), m.group(2), m.group(3)
-        out = (f'::lsemu::Launch("{name}", ::lsemu::Config({config}), '
+        if name in bounds:
+            config = f"{config}).WithMaxThreads({bounds[name]}"
+        checked = f'"{name}", {args}' if args.strip() else f'"{name}"'
+        out = (f"::lsemu::CheckKernelArgs({checked}); "
+               f'::lsemu::Launch("{name}", ::lsemu::Config({config}), '
                f"[&] {{ {name}({args}); }});")
         return keep_line_count(m.group(0), out)
 

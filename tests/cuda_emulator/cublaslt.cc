@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -48,7 +49,34 @@ struct AlgoRecord {
   uint32_t align[4];
   uint64_t workspace;
   uint64_t m, n, k;
+  uint64_t problem;  // ProblemHash of the descriptors the heuristic saw
 };
+
+// Everything else an algorithm depends on: operations, epilogue, types, leading
+// dimensions, compute type, and whether the bias was 16-byte aligned (the heuristic
+// reads the bias pointer's alignment).
+uint64_t ProblemHash(const cublasLtMatmulDescOpaque_t* op, const cublasLtMatrixLayoutOpaque_t* a,
+                     const cublasLtMatrixLayoutOpaque_t* b, const cublasLtMatrixLayoutOpaque_t* c) {
+  const uint64_t fields[] = {static_cast<uint64_t>(op->trans_a), static_cast<uint64_t>(op->trans_b),
+                             static_cast<uint64_t>(op->epilogue), static_cast<uint64_t>(op->compute),
+                             static_cast<uint64_t>(a->type), static_cast<uint64_t>(b->type),
+                             static_cast<uint64_t>(a->ld), static_cast<uint64_t>(b->ld),
+                             static_cast<uint64_t>(c->ld),
+                             op->bias != nullptr && reinterpret_cast<uintptr_t>(op->bias) % 16 == 0};
+  uint64_t h = 1469598103934665603ull;  // FNV-1a over the fields
+  for (uint64_t f : fields) {
+    for (int i = 0; i < 8; ++i) h = (h ^ ((f >> (8 * i)) & 0xff)) * 1099511628211ull;
+  }
+  return h;
+}
+
+// LOCKSTEP_EMU_CUBLASLT_NO_FUSED_EPILOGUE=1: the heuristic finds no algorithm for a
+// bias or ReLU epilogue, as cuBLASLt may for some problems, so that callers' fallback
+// paths run.
+bool RefuseFusedEpilogues() {
+  const char* v = std::getenv("LOCKSTEP_EMU_CUBLASLT_NO_FUSED_EPILOGUE");
+  return v != nullptr && std::string(v) == "1";
+}
 static_assert(sizeof(AlgoRecord) <= sizeof(cublasLtMatmulAlgo_t), "algo record too large");
 
 // Checks the problem the descriptors describe; fills m, n, k on success.
@@ -225,6 +253,10 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(
   uint64_t m, n, k;
   const cublasStatus_t st = CheckProblem(op, a, b, c, d, &m, &n, &k);
   if (st != CUBLAS_STATUS_SUCCESS) return st;
+  if (op->epilogue != CUBLASLT_EPILOGUE_DEFAULT && RefuseFusedEpilogues()) {
+    *returned = 0;
+    return CUBLAS_STATUS_NOT_SUPPORTED;
+  }
   std::memset(&results[0], 0, sizeof(results[0]));
   AlgoRecord rec{};
   std::memcpy(rec.align, pref->align, sizeof(rec.align));
@@ -234,6 +266,7 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(
   rec.m = m;
   rec.n = n;
   rec.k = k;
+  rec.problem = ProblemHash(op, a, b, c);
   std::memcpy(&results[0].algo, &rec, sizeof(rec));
   results[0].workspaceSize = rec.workspace;
   results[0].state = CUBLAS_STATUS_SUCCESS;
@@ -255,8 +288,9 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t op, 
   if (st != CUBLAS_STATUS_SUCCESS) return st;
   AlgoRecord rec;
   std::memcpy(&rec, algo, sizeof(rec));
-  if (rec.m != m || rec.n != n || rec.k != k) {
-    return Refuse(CUBLAS_STATUS_INVALID_VALUE, "algorithm chosen for another problem size");
+  if (rec.m != m || rec.n != n || rec.k != k || rec.problem != ProblemHash(op, a_layout, b_layout, c_layout)) {
+    return Refuse(CUBLAS_STATUS_INVALID_VALUE,
+                  "algorithm chosen for another problem (size, operations, epilogue, types, ld or bias alignment)");
   }
   const void* pointers[4] = {a, b, c, d};
   const char* names[4] = {"A", "B", "C", "D"};

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <mutex>
 #include <new>
 #include <sstream>
 #include <string>
@@ -191,36 +192,37 @@ std::string DescribeWaits(const Execution& ex) {
   return s.str();
 }
 
-// Releases the warps whose every live lane in the waiting mask has arrived; true if any.
-bool ReleaseWarps(Execution& ex) {
-  bool released = false;
-  for (unsigned int warp_begin = 0; warp_begin < ex.threads; warp_begin += kWarp) {
-    const unsigned int warp_end = std::min(ex.threads, warp_begin + kWarp);
-    unsigned int mask = 0;
-    bool any = false;
-    for (unsigned int t = warp_begin; t < warp_end; ++t) {
-      if (ex.fibers[t].state != Waiting::kWarpSync) continue;
-      if (any && ex.fibers[t].warp_mask != mask) {
-        Die(BlockName(ex) + ": lanes of one warp sync with different masks");
-      }
-      mask = ex.fibers[t].warp_mask;
-      any = true;
+// Releases the warp's lanes waiting at a warp sync once every lane named in their mask
+// has arrived; lanes that returned or lie past the end of the block count as arrived
+// (CUDA: "all non-exited threads named in mask"). True if it released any.
+bool TryReleaseWarp(Execution& ex, unsigned int warp_begin) {
+  const unsigned int warp_end = std::min(ex.threads, warp_begin + kWarp);
+  unsigned int mask = 0;
+  bool any = false;
+  for (unsigned int t = warp_begin; t < warp_end; ++t) {
+    if (ex.fibers[t].state != Waiting::kWarpSync) continue;
+    if (any && ex.fibers[t].warp_mask != mask) {
+      Die(BlockName(ex) + ": lanes of one warp sync with different masks");
     }
-    if (!any) continue;
-    bool complete = true;
-    for (unsigned int t = warp_begin; t < warp_end; ++t) {
-      const bool named = (mask >> (t - warp_begin)) & 1u;
-      if (named && ex.fibers[t].state != Waiting::kWarpSync) complete = false;
-    }
-    if (!complete) continue;
-    for (unsigned int t = warp_begin; t < warp_end; ++t) {
-      if (ex.fibers[t].state == Waiting::kWarpSync) ex.fibers[t].state = Waiting::kRunnable;
-    }
-    released = true;
+    mask = ex.fibers[t].warp_mask;
+    any = true;
   }
-  return released;
+  if (!any) return false;
+  for (unsigned int t = warp_begin; t < warp_end; ++t) {
+    const bool named = (mask >> (t - warp_begin)) & 1u;
+    const Waiting s = ex.fibers[t].state;
+    if (named && s != Waiting::kWarpSync && s != Waiting::kDone) return false;
+  }
+  for (unsigned int t = warp_begin; t < warp_end; ++t) {
+    if (ex.fibers[t].state == Waiting::kWarpSync) ex.fibers[t].state = Waiting::kRunnable;
+  }
+  return true;
 }
 
+// Runs a block between block barriers warp by warp: each warp goes as far as it can
+// (through its warp syncs) before the next one starts, as warps are independent between
+// __syncthreads. So a warp sync standing in for a block barrier shows: the later warps
+// have not written yet.
 void RunBlock(Execution& ex) {
   for (unsigned int t = 0; t < ex.threads; ++t) {
     Fiber& f = ex.fibers[t];
@@ -235,12 +237,18 @@ void RunBlock(Execution& ex) {
     f.state = Waiting::kRunnable;
   }
   const bool reverse = ReverseOrder();
+  const unsigned int warps = (ex.threads + kWarp - 1) / kWarp;
   for (;;) {
-    for (unsigned int i = 0; i < ex.threads; ++i) {
-      const unsigned int t = reverse ? ex.threads - 1 - i : i;
-      if (ex.fibers[t].state == Waiting::kRunnable) Resume(ex, t);
+    for (unsigned int wi = 0; wi < warps; ++wi) {
+      const unsigned int warp_begin = (reverse ? warps - 1 - wi : wi) * kWarp;
+      const unsigned int lanes = std::min(ex.threads - warp_begin, static_cast<unsigned int>(kWarp));
+      do {
+        for (unsigned int li = 0; li < lanes; ++li) {
+          const unsigned int t = warp_begin + (reverse ? lanes - 1 - li : li);
+          if (ex.fibers[t].state == Waiting::kRunnable) Resume(ex, t);
+        }
+      } while (TryReleaseWarp(ex, warp_begin));
     }
-    if (ReleaseWarps(ex)) continue;
     bool all_done = true, all_at_barrier_or_done = true;
     for (unsigned int t = 0; t < ex.threads; ++t) {
       const Waiting s = ex.fibers[t].state;
@@ -281,7 +289,7 @@ bool ValidConfig(const LaunchConfig& c, std::string* why) {
 
 LaunchConfig Config(dim3 grid, dim3 block, size_t dynamic_shared_bytes, CUstream_st* stream) {
   (void)stream;  // every stream is synchronous here
-  return LaunchConfig{{grid.x, grid.y, grid.z}, {block.x, block.y, block.z}, dynamic_shared_bytes};
+  return LaunchConfig{{grid.x, grid.y, grid.z}, {block.x, block.y, block.z}, dynamic_shared_bytes, 0};
 }
 
 void Launch(const char* kernel, const LaunchConfig& config, const std::function<void()>& body) {
@@ -294,6 +302,15 @@ void Launch(const char* kernel, const LaunchConfig& config, const std::function<
       std::fprintf(stderr, "lsemu: launch of %s refused: %s\n", kernel, why.c_str());
     }
     last_error = cudaErrorInvalidConfiguration;
+    return;
+  }
+  const unsigned int threads_per_block = config.block[0] * config.block[1] * config.block[2];
+  if (config.max_threads > 0 && threads_per_block > config.max_threads) {
+    if (std::getenv("LOCKSTEP_EMU_QUIET") == nullptr) {
+      std::fprintf(stderr, "lsemu: launch of %s refused: %u threads per block above its __launch_bounds__(%u)\n",
+                   kernel, threads_per_block, config.max_threads);
+    }
+    last_error = cudaErrorLaunchOutOfResources;
     return;
   }
   Execution ex;
@@ -348,12 +365,6 @@ void WarpSync(unsigned int mask) {
   Execution& ex = Current("a warp sync");
   const unsigned int lane = static_cast<unsigned int>(ex.current) % kWarp;
   if (((mask >> lane) & 1u) == 0) Die(BlockName(ex) + ": a lane syncs under a mask without it");
-  const unsigned int warp_begin = static_cast<unsigned int>(ex.current) - lane;
-  for (unsigned int l = 0; l < kWarp; ++l) {
-    if (((mask >> l) & 1u) != 0 && warp_begin + l >= ex.threads) {
-      Die(BlockName(ex) + ": a warp sync's mask names lanes past the end of the block");
-    }
-  }
   ex.fibers[static_cast<size_t>(ex.current)].warp_mask = mask;
   YieldToScheduler(ex, Waiting::kWarpSync);
 }
@@ -374,7 +385,12 @@ uint64_t ShuffleBits(unsigned int mask, uint64_t bits, int src_lane, int width) 
     Die(BlockName(ex) + ": __shfl_sync reads lane " + std::to_string(source_lane) +
         ", which is not in the mask");
   }
-  const uint64_t value = ex.shuffle_slots[me - lane + source_lane];
+  const unsigned int source = me - lane + source_lane;
+  if (source >= ex.threads || ex.fibers[source].state == Waiting::kDone) {
+    Die(BlockName(ex) + ": __shfl_sync reads lane " + std::to_string(source_lane) +
+        ", which has exited or is past the end of the block");
+  }
+  const uint64_t value = ex.shuffle_slots[source];
   WarpSync(mask);  // nobody overwrites a slot before every lane has read
   return value;
 }
@@ -442,6 +458,7 @@ const char* cudaGetErrorName(cudaError_t err) {
     case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
     case cudaErrorNoDevice: return "cudaErrorNoDevice";
     case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
+    case cudaErrorLaunchOutOfResources: return "cudaErrorLaunchOutOfResources";
   }
   return "cudaErrorUnknown";
 }
@@ -454,28 +471,113 @@ const char* cudaGetErrorString(cudaError_t err) {
   }
 }
 
-// cudaMalloc's pointers are 256-byte aligned (callers rely on it); the size is exact.
-cudaError_t cudaMalloc(void** ptr, size_t bytes) {
+// ---- memory: a registry of what cudaMalloc / cudaMallocHost returned ----
+
+namespace lsemu {
+namespace {
+
+enum class Where { kHost, kDevice, kPinned };
+
+struct Allocation {
+  size_t bytes;
+  Where where;
+};
+
+std::mutex registry_mutex;
+std::map<uintptr_t, Allocation>& Registry() {
+  static auto* registry = new std::map<uintptr_t, Allocation>();
+  return *registry;
+}
+
+// Where p points: into a live cudaMalloc / cudaMallocHost block, or anywhere else (host).
+Where Locate(const void* p) {
+  const auto v = reinterpret_cast<uintptr_t>(p);
+  std::lock_guard<std::mutex> lock(registry_mutex);
+  auto it = Registry().upper_bound(v);
+  if (it == Registry().begin()) return Where::kHost;
+  --it;
+  return v < it->first + std::max<size_t>(it->second.bytes, 1) ? it->second.where : Where::kHost;
+}
+
+const char* Name(Where w) {
+  return w == Where::kDevice ? "device memory" : w == Where::kPinned ? "pinned host memory" : "host memory";
+}
+
+cudaError_t Allocate(void** ptr, size_t bytes, Where where) {
   *ptr = nullptr;
-  if (posix_memalign(ptr, 256, bytes) != 0 || *ptr == nullptr) return Fail(cudaErrorMemoryAllocation);
+  if (posix_memalign(ptr, 256, bytes) != 0 || *ptr == nullptr) {
+    last_error = cudaErrorMemoryAllocation;
+    return cudaErrorMemoryAllocation;
+  }
+  // Fresh device memory holds garbage on a GPU; here it is NaN (0xFF bytes), so a kernel
+  // that reads what nobody wrote shows it in its results.
+  if (bytes > 0) std::memset(*ptr, 0xFF, bytes);
+  std::lock_guard<std::mutex> lock(registry_mutex);
+  Registry()[reinterpret_cast<uintptr_t>(*ptr)] = Allocation{bytes, where};
   return cudaSuccess;
 }
-cudaError_t cudaFree(void* ptr) {
+
+cudaError_t Release(void* ptr, Where where, const char* call) {
+  if (ptr == nullptr) return cudaSuccess;
+  {
+    std::lock_guard<std::mutex> lock(registry_mutex);
+    auto it = Registry().find(reinterpret_cast<uintptr_t>(ptr));
+    if (it == Registry().end() || it->second.where != where) {
+      Die(std::string(call) + " of a pointer it did not allocate");
+    }
+    Registry().erase(it);
+  }
   std::free(ptr);
   return cudaSuccess;
 }
-// Pinned host memory is host memory.
-cudaError_t cudaMallocHost(void** ptr, size_t bytes) { return cudaMalloc(ptr, bytes); }
-cudaError_t cudaFreeHost(void* ptr) { return cudaFree(ptr); }
+
+// cudaMemcpy with a direction its pointers do not have is undefined behaviour in CUDA.
+cudaError_t CheckDirection(void* dst, const void* src, cudaMemcpyKind kind) {
+  if (kind == cudaMemcpyDefault) return cudaSuccess;
+  const bool dst_device = Locate(dst) == Where::kDevice, src_device = Locate(src) == Where::kDevice;
+  const bool want_dst = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
+  const bool want_src = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
+  if (dst_device == want_dst && src_device == want_src) return cudaSuccess;
+  std::fprintf(stderr, "lsemu: cudaMemcpy kind %d from %s to %s\n", static_cast<int>(kind),
+               Name(Locate(src)), Name(Locate(dst)));
+  last_error = cudaErrorInvalidValue;
+  return cudaErrorInvalidValue;
+}
+
+}  // namespace
+
+bool IsDeviceAccessible(const void* p) { return Locate(p) != Where::kHost; }
+
+void ReportHostPointer(const char* kernel, int index, const void* p) {
+  std::ostringstream s;
+  s << "kernel " << kernel << ": argument " << index << " (" << p
+    << ") points to host memory, not to memory from cudaMalloc or cudaMallocHost";
+  Die(s.str());
+}
+
+}  // namespace lsemu
+
+cudaError_t cudaMalloc(void** ptr, size_t bytes) { return lsemu::Allocate(ptr, bytes, lsemu::Where::kDevice); }
+cudaError_t cudaFree(void* ptr) { return lsemu::Release(ptr, lsemu::Where::kDevice, "cudaFree"); }
+cudaError_t cudaMallocHost(void** ptr, size_t bytes) { return lsemu::Allocate(ptr, bytes, lsemu::Where::kPinned); }
+cudaError_t cudaFreeHost(void* ptr) { return lsemu::Release(ptr, lsemu::Where::kPinned, "cudaFreeHost"); }
 cudaError_t cudaMemset(void* ptr, int value, size_t bytes) {
-  if (bytes > 0) std::memset(ptr, value, bytes);
+  if (bytes == 0) return cudaSuccess;
+  if (lsemu::Locate(ptr) != lsemu::Where::kDevice) {
+    std::fprintf(stderr, "lsemu: cudaMemset of %s\n", lsemu::Name(lsemu::Locate(ptr)));
+    return Fail(cudaErrorInvalidValue);
+  }
+  std::memset(ptr, value, bytes);
   return cudaSuccess;
 }
 cudaError_t cudaMemsetAsync(void* ptr, int value, size_t bytes, cudaStream_t) {
   return cudaMemset(ptr, value, bytes);
 }
-cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind) {
-  if (bytes > 0) std::memcpy(dst, src, bytes);
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
+  if (bytes == 0) return cudaSuccess;
+  const cudaError_t err = lsemu::CheckDirection(dst, src, kind);
+  if (err != cudaSuccess) return err;
+  std::memcpy(dst, src, bytes);
   return cudaSuccess;
 }
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind,

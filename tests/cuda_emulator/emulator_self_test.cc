@@ -111,6 +111,41 @@ TEST(EmulatorSelfTest, ABlockTreeReductionIsExact) {
   }
 }
 
+TEST(EmulatorSelfTest, AWarpSyncDoesNotOrderOtherWarps) {
+  Buffer<int> out(64);
+  CrossWarpExchangeWithSyncwarp(out.ptr);
+  const std::vector<int> got = out.Download();
+  // The first warp to run reads the other's slots before they are written.
+  for (int t = 0; t < 64; ++t) {
+    const bool runs_first = Reverse() ? t >= 32 : t < 32;
+    EXPECT_EQ(got[t], runs_first ? kUninitialisedShared : (t ^ 32)) << "thread " << t;
+  }
+}
+
+TEST(EmulatorSelfTest, ExitedLanesCountAsArrivedAtAWarpSync) {
+  Buffer<int> out(16);
+  SyncwarpAfterSomeLanesExit(out.ptr);
+  std::vector<int> want(16);
+  std::iota(want.begin(), want.end(), 0);
+  EXPECT_EQ(out.Download(), want);
+}
+
+TEST(EmulatorSelfTest, HostMemoryIsNotDeviceMemory) {
+  std::vector<float> host(4, 1.0f);
+  Buffer<float> device(4);
+  EXPECT_EQ(cudaMemcpy(device.ptr, host.data(), 16, cudaMemcpyHostToDevice), cudaSuccess);
+  EXPECT_EQ(cudaMemcpy(host.data(), device.ptr, 16, cudaMemcpyHostToDevice), cudaErrorInvalidValue);
+  EXPECT_EQ(cudaGetLastError(), cudaErrorInvalidValue);
+  EXPECT_EQ(cudaMemset(host.data(), 0, 16), cudaErrorInvalidValue);
+  EXPECT_EQ(cudaGetLastError(), cudaErrorInvalidValue);
+  void* fresh = nullptr;
+  ASSERT_EQ(cudaMalloc(&fresh, 8), cudaSuccess);
+  uint64_t bits = 0;
+  ASSERT_EQ(cudaMemcpy(&bits, fresh, 8, cudaMemcpyDeviceToHost), cudaSuccess);
+  EXPECT_EQ(bits, ~uint64_t{0}) << "fresh device memory is garbage (0xFF), not zeros";
+  cudaFree(fresh);
+}
+
 TEST(EmulatorSelfTest, LaunchesOverTheDeviceLimitsAreRefused) {
   setenv("LOCKSTEP_EMU_QUIET", "1", 1);
   LaunchEmpty(1024, 48 * 1024);
@@ -120,6 +155,10 @@ TEST(EmulatorSelfTest, LaunchesOverTheDeviceLimitsAreRefused) {
   EXPECT_EQ(cudaGetLastError(), cudaSuccess) << "the error is read once";
   LaunchEmpty(32, 48 * 1024 + 1);
   EXPECT_EQ(cudaGetLastError(), cudaErrorInvalidConfiguration);
+  LaunchBounded(64);
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess);
+  LaunchBounded(65);
+  EXPECT_EQ(cudaGetLastError(), cudaErrorLaunchOutOfResources) << "above __launch_bounds__(64)";
   unsetenv("LOCKSTEP_EMU_QUIET");
 }
 
@@ -202,6 +241,13 @@ TEST(EmulatorDeathTest, BarrierDivergenceIsReported) {
   EXPECT_DEATH(DivergentBarrier(out.ptr),
                "DivergentKernel block \\(0,0,0\\).*barrier divergence(.|\n)*threads 0-0 at "
                "__syncthreads(.|\n)*threads 1-31 at a warp sync");
+}
+
+TEST(EmulatorDeathTest, AHostPointerAsAKernelArgumentIsReported) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  std::vector<int> host(64);
+  EXPECT_DEATH(ShiftThroughShared(host.data(), 64, true),
+               "kernel ShiftKernel: argument 0 .* points to host memory");
 }
 
 TEST(EmulatorDeathTest, AWritePastADeviceBufferIsReported) {

@@ -47,6 +47,23 @@ __global__ void EmptyKernel() {
   (void)unused;
 }
 
+__global__ void CrossWarpKernel(int* out) {
+  __shared__ int slots[64];
+  const int t = threadIdx.x;
+  slots[t] = t;
+  __syncwarp();
+  out[t] = slots[t ^ 32];
+}
+
+__global__ void PartialWarpKernel(int* out) {
+  const int lane = threadIdx.x;
+  if (lane >= 16) return;
+  __syncwarp();
+  out[lane] = lane;
+}
+
+__global__ void __launch_bounds__(64) BoundedKernel() {}
+
 __global__ void TreeSumKernel(const int* in, int n, int* out) {
   __shared__ int partial[256];
   int acc = 0;
@@ -75,6 +92,9 @@ void WriteOnePast(float* out, int n) { WriteOnePastKernel<<<1, 32>>>(out, n); }
 void LaunchEmpty(int threads, size_t shared_bytes) {
   EmptyKernel<<<1, threads, shared_bytes>>>();
 }
+void CrossWarpExchangeWithSyncwarp(int* out) { CrossWarpKernel<<<1, 64>>>(out); }
+void SyncwarpAfterSomeLanesExit(int* out) { PartialWarpKernel<<<1, 32>>>(out); }
+void LaunchBounded(int threads) { BoundedKernel<<<1, threads>>>(); }
 void BlockTreeSum(const int* in, int n, int* out) { TreeSumKernel<<<1, 256>>>(in, n, out); }
 
 }  // namespace lsemu::self_test

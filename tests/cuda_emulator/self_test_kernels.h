@@ -22,6 +22,14 @@ void DivergentBarrier(int* out);
 void WriteOnePast(float* out, int n);
 // A launch with `threads` threads per block and `shared_bytes` dynamic shared memory.
 void LaunchEmpty(int threads, size_t shared_bytes);
+// 64 threads exchange through shared memory across warps with only __syncwarp between
+// write and read (a bug: that needs __syncthreads): out[t] = what t read of slot t ^ 32.
+void CrossWarpExchangeWithSyncwarp(int* out);
+// Lanes 16-31 return; lanes 0-15 then __syncwarp with the full mask (legal: exited
+// lanes count as arrived) and write out[lane] = lane.
+void SyncwarpAfterSomeLanesExit(int* out);
+// A kernel declared __launch_bounds__(64), launched with `threads` threads.
+void LaunchBounded(int threads);
 // Sum of in[0..n) by one block of 256 threads: a shared-memory tree reduction.
 void BlockTreeSum(const int* in, int n, int* out);
 

@@ -16,8 +16,10 @@
 // so the suite runs in both orders.
 //
 // Memory. Device memory, dynamic and static shared memory are separate malloc'd blocks
-// (AddressSanitizer catches an access past any of them); shared memory starts as 0xFF
-// bytes in every block, as uninitialised shared memory would hold garbage. The launch
+// (AddressSanitizer catches an access past any of them); fresh device memory and the
+// shared memory of every block start as 0xFF bytes (NaN), as uninitialised memory would
+// hold garbage. Kernel arguments that are pointers must point into cudaMalloc'd or
+// pinned memory, and cudaMemcpy's direction must match its pointers. The launch
 // checks the limits of a CUDA device of compute capability 9.0: at most 1024 threads per
 // block, grid y/z below 65536, 48 KiB of shared memory without an opt-in.
 //
@@ -30,6 +32,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <type_traits>
 
 struct dim3;
 struct CUstream_st;
@@ -40,14 +43,21 @@ struct LaunchConfig {
   unsigned int grid[3];
   unsigned int block[3];
   size_t dynamic_shared_bytes;
+  unsigned int max_threads = 0;  // the kernel's __launch_bounds__, 0 without
+  LaunchConfig WithMaxThreads(unsigned int n) const {
+    LaunchConfig c = *this;
+    c.max_threads = n;
+    return c;
+  }
 };
 
 LaunchConfig Config(dim3 grid, dim3 block, size_t dynamic_shared_bytes = 0,
                     CUstream_st* stream = nullptr);
 
 // Runs body once per thread of the grid (see the execution model above). An invalid
-// configuration runs nothing and leaves cudaErrorInvalidConfiguration for
-// cudaGetLastError, as a failed launch does.
+// configuration runs nothing and leaves cudaErrorInvalidConfiguration (more threads
+// than __launch_bounds__: cudaErrorLaunchOutOfResources) for cudaGetLastError, as a
+// failed launch does.
 void Launch(const char* kernel, const LaunchConfig& config, const std::function<void()>& body);
 
 // The current block's instance of a static __shared__ variable, one per declaration
@@ -62,6 +72,24 @@ void* DynamicSharedBytes();
 template <typename T>
 T* DynamicShared() {
   return static_cast<T*>(DynamicSharedBytes());
+}
+
+// Kernel arguments that are pointers must be null or point into memory from cudaMalloc
+// or cudaMallocHost (a host pointer in a kernel argument faults on a GPU).
+bool IsDeviceAccessible(const void* p);
+[[noreturn]] void ReportHostPointer(const char* kernel, int index, const void* p);
+template <typename T>
+void CheckKernelArg(const char* kernel, int index, const T& value) {
+  if constexpr (std::is_pointer_v<T>) {
+    if (value != nullptr && !IsDeviceAccessible(value)) ReportHostPointer(kernel, index, value);
+  }
+}
+template <typename... Args>
+void CheckKernelArgs(const char* kernel, const Args&... args) {
+  int index = 0;
+  (CheckKernelArg(kernel, index++, args), ...);
+  (void)kernel;
+  (void)index;
 }
 
 // Warp-level sync among the lanes in mask, and the exchange under __shfl_sync.

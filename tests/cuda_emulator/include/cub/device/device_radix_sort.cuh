@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <cstring>
 #include <numeric>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace cub {
@@ -22,6 +24,8 @@ struct DeviceRadixSort {
                                Value* values_out, int num_items, int begin_bit = 0,
                                int end_bit = sizeof(Key) * 8, cudaStream_t stream = nullptr) {
     (void)stream;
+    // Signed or floating keys would need CUB's bit twiddling; the callers sort unsigned.
+    static_assert(std::is_unsigned_v<Key>, "the emulated SortPairs takes unsigned keys");
     // Twice the pairs plus a little: the size of CUB's double buffers.
     const size_t needed = 2 * static_cast<size_t>(num_items) * (sizeof(Key) + sizeof(Value)) + 256;
     if (d_temp_storage == nullptr) {
@@ -31,6 +35,23 @@ struct DeviceRadixSort {
     if (temp_storage_bytes < needed || num_items < 0 || begin_bit < 0 || end_bit < begin_bit ||
         end_bit > static_cast<int>(sizeof(Key) * 8)) {
       return cudaErrorInvalidValue;
+    }
+    // CUB requires the four ranges (and the temporary storage) not to overlap.
+    const auto range = [](const void* p, size_t bytes) {
+      const auto b = reinterpret_cast<uintptr_t>(p);
+      return std::pair<uintptr_t, uintptr_t>(b, b + bytes);
+    };
+    const size_t n = static_cast<size_t>(num_items);
+    const std::pair<uintptr_t, uintptr_t> ranges[5] = {
+        range(keys_in, n * sizeof(Key)), range(keys_out, n * sizeof(Key)),
+        range(values_in, n * sizeof(Value)), range(values_out, n * sizeof(Value)),
+        range(d_temp_storage, temp_storage_bytes)};
+    for (int i = 0; i < 5; ++i) {
+      for (int j = i + 1; j < 5; ++j) {
+        if (n > 0 && ranges[i].first < ranges[j].second && ranges[j].first < ranges[i].second) {
+          return cudaErrorInvalidValue;
+        }
+      }
     }
     std::memset(d_temp_storage, 0xAB, temp_storage_bytes);
     const int bits = end_bit - begin_bit;
