@@ -33,6 +33,13 @@ RawMemory CudaRawMemory() {
     return p;
   };
   raw.free = [](void* p) { LS_CUDA_CHECK(cudaFree(p)); };
+#if defined(LOCKSTEP_EMULATED_CUDA)
+  // Under the CUDA emulator (tests/cuda_emulator), where every call is synchronous, a
+  // reused block becomes NaN like a fresh one there, so code that reads a block before
+  // writing it shows in its results. Not on a GPU: this memset on the legacy stream
+  // would race with the compute stream's work on the block's previous owner.
+  raw.reused = [](void* p, size_t bytes) { LS_CUDA_CHECK(cudaMemset(p, 0xFF, bytes)); };
+#endif
   return raw;
 }
 
@@ -68,6 +75,7 @@ void* CachingAllocator::Allocate(size_t bytes) {
     block_size = it->first;
     cached_.erase(it);
     ++stats_.cache_hits;
+    if (raw_.reused) raw_.reused(block, block_size);
   } else {
     block = raw_.allocate(rounded);
     if (block == nullptr && !cached_.empty()) {

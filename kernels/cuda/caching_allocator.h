@@ -35,9 +35,12 @@ struct AllocatorStats {
 };
 
 // The raw allocator: allocate returns nullptr when the device is out of memory.
+// reused (optional) is called with a block and its size when the cache hands it out
+// again.
 struct RawMemory {
   std::function<void*(size_t)> allocate;
   std::function<void(void*)> free;
+  std::function<void(void*, size_t)> reused;
 };
 
 // cudaMalloc / cudaFree on the device current at call time. cudaErrorMemoryAllocation

@@ -9,6 +9,7 @@
 #include <new>
 #include <map>
 #include <set>
+#include <utility>
 #include <vector>
 
 namespace lockstep::kernels::cuda {
@@ -86,6 +87,24 @@ TEST(CachingAllocatorTest, RepeatedStepsAllocateRawMemoryOnlyInTheFirst) {
   EXPECT_EQ(st.bytes_reserved, host.outstanding);
   EXPECT_EQ(st.cache_hits, 4 * (static_cast<int64_t>(sizes.size()) + 2) + 1);
   EXPECT_EQ(alloc.leaked_blocks(), 0);
+}
+
+TEST(CachingAllocatorTest, ReusedHookSeesEveryCacheHitWithItsBlockSize) {
+  LimitedHostMemory host;
+  RawMemory raw = host.Raw();
+  std::vector<std::pair<void*, size_t>> reused;
+  raw.reused = [&reused](void* p, size_t bytes) { reused.emplace_back(p, bytes); };
+  CachingAllocator alloc(raw);
+  void* a = alloc.Allocate(5 << 20);  // a 6 MiB block
+  alloc.Free(a);
+  EXPECT_TRUE(reused.empty()) << "not for a fresh block";
+  void* b = alloc.Allocate(5 << 20);
+  ASSERT_EQ(b, a);
+  ASSERT_EQ(reused.size(), 1u);
+  EXPECT_EQ(reused[0].first, a);
+  EXPECT_EQ(reused[0].second, size_t{6} << 20);
+  alloc.Free(b);
+  EXPECT_EQ(alloc.stats().cache_hits, 1);
 }
 
 TEST(CachingAllocatorTest, ZeroBytesIsNullAndFreeingNullIsANoOp) {
