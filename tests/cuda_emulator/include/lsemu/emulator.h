@@ -2,30 +2,34 @@
 // barriers and shared-memory use are exercised on machines without a GPU.
 //
 // Execution model. A launch runs its blocks one after another; the threads of a block
-// are fibers (ucontext) on the calling thread. Each fiber runs until it reaches
-// __syncthreads, a warp-level sync (__syncwarp, __shfl_sync) or its end; when every
-// live thread of the block (or of the warp) waits at the barrier, all are released.
-// Threads that have returned no longer take part, as on the hardware. A barrier that
-// can never be released (some threads wait at __syncthreads, others at a warp sync or
-// a different barrier) is barrier divergence: the emulator names the kernel, the block
-// and the waiting threads, and aborts.
+// are fibers on the calling thread (fiber_switch.h). Between block barriers the warps
+// run one after another, each as far as it can: a thread runs until it reaches
+// __syncthreads, a warp-level sync (__syncwarp, __shfl_sync) or its end; a warp sync
+// releases once every lane named in its mask has arrived or returned, __syncthreads
+// once every thread of the block has. Threads that have returned no longer take part,
+// as on the hardware. A barrier that can never be released (some threads wait at
+// __syncthreads, others at a warp sync) is barrier divergence: the emulator names the
+// kernel, the block and the waiting threads, and aborts.
 //
-// Order. LOCKSTEP_EMU_ORDER=reverse runs blocks, and the threads of each block between
-// barriers, in reverse order. A kernel whose result changes with the order has a race
-// (a read of shared or global memory another thread writes without a barrier between),
-// so the suite runs in both orders.
+// Order. LOCKSTEP_EMU_ORDER=reverse runs blocks, warps and the lanes of each warp in
+// reverse order. A kernel whose result changes with the order has a race (a read of
+// shared or global memory another thread writes without a barrier between), so the
+// suite runs in both orders. Threads are not interleaved within a phase, so a race
+// between two writers of one address that each read it back does not show.
 //
 // Memory. Device memory, dynamic and static shared memory are separate malloc'd blocks
 // (AddressSanitizer catches an access past any of them); fresh device memory and the
 // shared memory of every block start as 0xFF bytes (NaN), as uninitialised memory would
 // hold garbage. Kernel arguments that are pointers must point into cudaMalloc'd or
 // pinned memory, and cudaMemcpy's direction must match its pointers. The launch
-// checks the limits of a CUDA device of compute capability 9.0: at most 1024 threads per
-// block, grid y/z below 65536, 48 KiB of shared memory without an opt-in.
+// checks the limits of a CUDA device of compute capability 9.0 (at most 1024 threads
+// per block, grid y/z below 65536, 48 KiB of shared memory without an opt-in) and the
+// kernel's __launch_bounds__.
 //
-// What it cannot tell: anything about timing, warp-synchronous code that relies on
-// lockstep execution without a sync (such code is wrong since Volta anyway), the memory
-// model, or the accuracy of CUDA's math library (libm stands in for expf, tanhf, ...).
+// What it cannot tell: anything about timing, streams and events (every call is
+// synchronous), warp-synchronous code that relies on lockstep execution without a sync
+// (wrong since Volta anyway), the memory model, or the accuracy of CUDA's math library
+// (libm stands in for expf, tanhf, ...).
 #pragma once
 
 #include <cstddef>
