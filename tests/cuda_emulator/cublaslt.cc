@@ -2,6 +2,7 @@
 // refusal prints why on stderr before returning its status, so the LS_CUBLAS_CHECK
 // failure it causes in gemm.cc can be traced to the rule.
 #include <cublasLt.h>
+#include <cuda_bf16.h>
 
 #include <cmath>
 #include <cstdio>
@@ -51,6 +52,7 @@ struct AlgoRecord {
   uint64_t m, n, k;
   uint64_t problem;  // ProblemHash of the descriptors the heuristic saw
 };
+static_assert(sizeof(AlgoRecord) <= sizeof(cublasLtMatmulAlgo_t), "algo record too large");
 
 // Everything else an algorithm depends on: operations, epilogue, types, leading
 // dimensions, compute type, and whether the bias was 16-byte aligned (the heuristic
@@ -77,7 +79,6 @@ bool RefuseFusedEpilogues() {
   const char* v = std::getenv("LOCKSTEP_EMU_CUBLASLT_NO_FUSED_EPILOGUE");
   return v != nullptr && std::string(v) == "1";
 }
-static_assert(sizeof(AlgoRecord) <= sizeof(cublasLtMatmulAlgo_t), "algo record too large");
 
 // Checks the problem the descriptors describe; fills m, n, k on success.
 cublasStatus_t CheckProblem(const cublasLtMatmulDescOpaque_t* op, const cublasLtMatrixLayoutOpaque_t* a,
@@ -114,22 +115,25 @@ cublasStatus_t CheckProblem(const cublasLtMatmulDescOpaque_t* op, const cublasLt
 
 float TypedValue(const void* p, cudaDataType_t type, uint64_t index, bool tf32) {
   if (type == CUDA_R_16BF) {
-    uint16_t bits;
-    std::memcpy(&bits, static_cast<const char*>(p) + 2 * index, 2);
-    const uint32_t u = static_cast<uint32_t>(bits) << 16;
-    float f;
-    std::memcpy(&f, &u, 4);
-    return f;
+    return __bfloat162float(__ushort_as_bfloat16(static_cast<const unsigned short*>(p)[index]));
   }
-  float f;
-  std::memcpy(&f, static_cast<const char*>(p) + 4 * index, 4);
-  if (tf32 && std::isfinite(f)) {  // round to nearest, ties away: 10 mantissa bits
-    uint32_t u;
-    std::memcpy(&u, &f, 4);
-    u = (u + 0x1000u) & ~0x1fffu;
-    std::memcpy(&f, &u, 4);
+  const float f = static_cast<const float*>(p)[index];
+  if (!tf32 || !std::isfinite(f)) return f;
+  // Round to nearest, ties away: 10 mantissa bits.
+  return lsemu::BitCast<float>((lsemu::BitCast<uint32_t>(f) + 0x1000u) & ~0x1fffu);
+}
+
+// `outer` runs of k values of a column-major operand, contiguous: element (o, l) is at
+// o + l ld when k runs along the columns, else at l + o ld.
+std::vector<float> Gather(const void* p, cudaDataType_t type, uint64_t ld, bool k_along_columns,
+                          uint64_t outer, uint64_t k, bool tf32) {
+  std::vector<float> out(outer * k);
+  for (uint64_t o = 0; o < outer; ++o) {
+    for (uint64_t l = 0; l < k; ++l) {
+      out[o * k + l] = TypedValue(p, type, k_along_columns ? o + l * ld : l + o * ld, tf32);
+    }
   }
-  return f;
+  return out;
 }
 
 uint32_t AlignmentOf(const void* p) {
@@ -325,17 +329,8 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t op, 
   auto* df = static_cast<float*>(d);
   const auto* bias = static_cast<const float*>(op->bias);
   // op(A) as rows of k and op(B) as columns of k, contiguous, so the k loop is tight.
-  std::vector<float> a_rows(m * k), b_cols(n * k);
-  for (uint64_t i = 0; i < m; ++i) {
-    for (uint64_t l = 0; l < k; ++l) {
-      a_rows[i * k + l] = TypedValue(a, a_layout->type, trans_a ? l + i * lda : i + l * lda, tf32);
-    }
-  }
-  for (uint64_t j = 0; j < n; ++j) {
-    for (uint64_t l = 0; l < k; ++l) {
-      b_cols[j * k + l] = TypedValue(b, b_layout->type, trans_b ? j + l * ldb : l + j * ldb, tf32);
-    }
-  }
+  const std::vector<float> a_rows = Gather(a, a_layout->type, lda, !trans_a, m, k, tf32);
+  const std::vector<float> b_cols = Gather(b, b_layout->type, ldb, trans_b, n, k, tf32);
   for (uint64_t j = 0; j < n; ++j) {
     const float* bj = &b_cols[j * k];
     for (uint64_t i = 0; i < m; ++i) {

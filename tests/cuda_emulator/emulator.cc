@@ -46,6 +46,12 @@ constexpr int kWarp = 32;
 
 thread_local cudaError_t last_error = cudaSuccess;
 
+// A failing runtime call: its error is also what cudaGetLastError reports next.
+cudaError_t Fail(cudaError_t err) {
+  last_error = err;
+  return err;
+}
+
 enum class Waiting { kRunnable, kBlockBarrier, kWarpSync, kDone };
 
 struct Fiber {
@@ -56,11 +62,6 @@ struct Fiber {
 #if defined(LSEMU_ASAN)
   void* fake_stack = nullptr;
 #endif
-};
-
-struct SharedBuffer {
-  void* data;
-  size_t bytes;
 };
 
 // The state of the launch in progress on this thread.
@@ -77,7 +78,7 @@ struct Execution {
   size_t scheduler_stack_size = 0;
 #endif
   void* dynamic_shared = nullptr;
-  std::map<const void*, SharedBuffer> shared;  // static __shared__, per block
+  std::map<const void*, void*> shared;         // static __shared__, per block
   size_t shared_bytes = 0;                     // static + dynamic, this block
   std::vector<uint64_t> shuffle_slots;
 };
@@ -112,13 +113,18 @@ bool ReverseOrder() {
   return reverse;
 }
 
-// Exactly `bytes` (not rounded up), so AddressSanitizer flags the first byte past them.
-void* AllocateFilled(size_t bytes, size_t alignment) {
+// Exactly `bytes` (not rounded up, so AddressSanitizer flags the first byte past them),
+// filled with 0xFF: uninitialised memory holds garbage, here NaN. nullptr if out of memory.
+void* PoisonedBlock(size_t bytes, size_t alignment) {
   void* p = nullptr;
-  if (posix_memalign(&p, alignment, bytes) != 0 || p == nullptr) {
-    Die("out of host memory for shared memory");
-  }
+  if (posix_memalign(&p, alignment, bytes) != 0) return nullptr;
   if (bytes > 0) std::memset(p, 0xFF, bytes);
+  return p;
+}
+
+void* SharedMemoryBlock(size_t bytes, size_t alignment) {
+  void* p = PoisonedBlock(bytes, alignment);
+  if (p == nullptr) Die("out of host memory for shared memory");
   return p;
 }
 
@@ -265,24 +271,29 @@ void RunBlock(Execution& ex) {
   }
 }
 
-bool ValidConfig(const LaunchConfig& c, std::string* why) {
+// cudaSuccess, or the error a GPU gives for this launch with the reason in *why.
+cudaError_t CheckConfig(const LaunchConfig& c, std::string* why) {
   const uint64_t threads = uint64_t{c.block[0]} * c.block[1] * c.block[2];
   std::ostringstream s;
   if (c.block[0] == 0 || c.block[1] == 0 || c.block[2] == 0 || c.grid[0] == 0 || c.grid[1] == 0 ||
       c.grid[2] == 0) {
     s << "a zero grid or block dimension";
-  } else if (threads > kMaxThreadsPerBlock || c.block[0] > 1024 || c.block[1] > 1024 ||
-             c.block[2] > 64) {
+  } else if (threads > kMaxThreadsPerBlock || c.block[0] > kMaxThreadsPerBlock ||
+             c.block[1] > kMaxThreadsPerBlock || c.block[2] > 64) {
     s << threads << " threads per block (at most 1024; z at most 64)";
   } else if (c.grid[0] > 0x7fffffffu || c.grid[1] > 65535 || c.grid[2] > 65535) {
     s << "grid (" << c.grid[0] << "," << c.grid[1] << "," << c.grid[2] << ") too large";
   } else if (c.dynamic_shared_bytes > kSharedBytesWithoutOptIn) {
     s << c.dynamic_shared_bytes << " bytes of dynamic shared memory (48 KiB without opt-in)";
+  } else if (c.max_threads > 0 && threads > c.max_threads) {
+    *why = std::to_string(threads) + " threads per block above its __launch_bounds__(" +
+           std::to_string(c.max_threads) + ")";
+    return cudaErrorLaunchOutOfResources;
   } else {
-    return true;
+    return cudaSuccess;
   }
   *why = s.str();
-  return false;
+  return cudaErrorInvalidConfiguration;
 }
 
 }  // namespace
@@ -297,20 +308,12 @@ void Launch(const char* kernel, const LaunchConfig& config, const std::function<
     Die(std::string("launch of ") + kernel + " while another launch runs (inside a kernel, or from another thread)");
   }
   std::string why;
-  if (!ValidConfig(config, &why)) {
+  const cudaError_t refused = CheckConfig(config, &why);
+  if (refused != cudaSuccess) {
     if (std::getenv("LOCKSTEP_EMU_QUIET") == nullptr) {
       std::fprintf(stderr, "lsemu: launch of %s refused: %s\n", kernel, why.c_str());
     }
-    last_error = cudaErrorInvalidConfiguration;
-    return;
-  }
-  const unsigned int threads_per_block = config.block[0] * config.block[1] * config.block[2];
-  if (config.max_threads > 0 && threads_per_block > config.max_threads) {
-    if (std::getenv("LOCKSTEP_EMU_QUIET") == nullptr) {
-      std::fprintf(stderr, "lsemu: launch of %s refused: %u threads per block above its __launch_bounds__(%u)\n",
-                   kernel, threads_per_block, config.max_threads);
-    }
-    last_error = cudaErrorLaunchOutOfResources;
+    Fail(refused);
     return;
   }
   Execution ex;
@@ -330,12 +333,12 @@ void Launch(const char* kernel, const LaunchConfig& config, const std::function<
     blockIdx.x = static_cast<unsigned int>(b % config.grid[0]);
     blockIdx.y = static_cast<unsigned int>((b / config.grid[0]) % config.grid[1]);
     blockIdx.z = static_cast<unsigned int>(b / (uint64_t{config.grid[0]} * config.grid[1]));
-    ex.dynamic_shared = AllocateFilled(config.dynamic_shared_bytes, 16);
+    ex.dynamic_shared = SharedMemoryBlock(config.dynamic_shared_bytes, 16);
     ex.shared_bytes = config.dynamic_shared_bytes;
     RunBlock(ex);
     std::free(ex.dynamic_shared);
     ex.dynamic_shared = nullptr;
-    for (auto& entry : ex.shared) std::free(entry.second.data);
+    for (auto& entry : ex.shared) std::free(entry.second);
     ex.shared.clear();
   }
   running.store(nullptr);
@@ -344,14 +347,14 @@ void Launch(const char* kernel, const LaunchConfig& config, const std::function<
 void* SharedBytes(const void* key, size_t bytes, size_t alignment) {
   Execution& ex = Current("a __shared__ declaration");
   auto it = ex.shared.find(key);
-  if (it != ex.shared.end()) return it->second.data;
+  if (it != ex.shared.end()) return it->second;
   ex.shared_bytes += bytes;
   if (ex.shared_bytes > kSharedBytesWithoutOptIn) {
     Die(BlockName(ex) + ": " + std::to_string(ex.shared_bytes) +
         " bytes of shared memory (static + dynamic), above the 48 KiB a launch gets without opt-in");
   }
-  void* data = AllocateFilled(bytes, std::max(alignment, sizeof(void*)));
-  ex.shared.emplace(key, SharedBuffer{data, bytes});
+  void* data = SharedMemoryBlock(bytes, std::max(alignment, sizeof(void*)));
+  ex.shared.emplace(key, data);
   return data;
 }
 
@@ -406,14 +409,7 @@ void __syncwarp(unsigned int mask) { lsemu::WarpSync(mask); }
 
 // ---- runtime calls ----
 
-namespace {
-
-cudaError_t Fail(cudaError_t err) {
-  lsemu::last_error = err;
-  return err;
-}
-
-}  // namespace
+using lsemu::Fail;
 
 cudaError_t cudaGetDeviceCount(int* count) {
   *count = 1;
@@ -503,15 +499,11 @@ const char* Name(Where w) {
   return w == Where::kDevice ? "device memory" : w == Where::kPinned ? "pinned host memory" : "host memory";
 }
 
+// Fresh device memory holds garbage on a GPU; here it is NaN, so a kernel that reads
+// what nobody wrote shows it in its results.
 cudaError_t Allocate(void** ptr, size_t bytes, Where where) {
-  *ptr = nullptr;
-  if (posix_memalign(ptr, 256, bytes) != 0 || *ptr == nullptr) {
-    last_error = cudaErrorMemoryAllocation;
-    return cudaErrorMemoryAllocation;
-  }
-  // Fresh device memory holds garbage on a GPU; here it is NaN (0xFF bytes), so a kernel
-  // that reads what nobody wrote shows it in its results.
-  if (bytes > 0) std::memset(*ptr, 0xFF, bytes);
+  *ptr = PoisonedBlock(bytes, 256);
+  if (*ptr == nullptr) return Fail(cudaErrorMemoryAllocation);
   std::lock_guard<std::mutex> lock(registry_mutex);
   Registry()[reinterpret_cast<uintptr_t>(*ptr)] = Allocation{bytes, where};
   return cudaSuccess;
@@ -540,8 +532,7 @@ cudaError_t CheckDirection(void* dst, const void* src, cudaMemcpyKind kind) {
   if (dst_device == want_dst && src_device == want_src) return cudaSuccess;
   std::fprintf(stderr, "lsemu: cudaMemcpy kind %d from %s to %s\n", static_cast<int>(kind),
                Name(Locate(src)), Name(Locate(dst)));
-  last_error = cudaErrorInvalidValue;
-  return cudaErrorInvalidValue;
+  return Fail(cudaErrorInvalidValue);
 }
 
 }  // namespace
