@@ -20,7 +20,7 @@ size_t RoundUp(size_t n, size_t to) { return (n + to - 1) / to * to; }
 
 }  // namespace
 
-RawMemory CudaRawMemory() {
+RawMemory CudaRawMemory(CUstream_st* stream) {
   RawMemory raw;
   raw.allocate = [](size_t bytes) -> void* {
     void* p = nullptr;
@@ -34,11 +34,15 @@ RawMemory CudaRawMemory() {
   };
   raw.free = [](void* p) { LS_CUDA_CHECK(cudaFree(p)); };
 #if defined(LOCKSTEP_EMULATED_CUDA)
-  // Under the CUDA emulator (tests/cuda_emulator), where every call is synchronous, a
-  // reused block becomes NaN like a fresh one there, so code that reads a block before
-  // writing it shows in its results. Not on a GPU: this memset on the legacy stream
-  // would race with the compute stream's work on the block's previous owner.
-  raw.reused = [](void* p, size_t bytes) { LS_CUDA_CHECK(cudaMemset(p, 0xFF, bytes)); };
+  // Under the CUDA emulator (tests/cuda_emulator) a reused block becomes NaN like a
+  // fresh one there, so code that reads a block before writing it shows in its
+  // results. The memset is queued on the allocator's stream: after the previous
+  // owner's queued work, before the new owner's. (Not on a GPU: it costs a pass.)
+  raw.reused = [stream](void* p, size_t bytes) {
+    LS_CUDA_CHECK(cudaMemsetAsync(p, 0xFF, bytes, stream));
+  };
+#else
+  (void)stream;
 #endif
   return raw;
 }

@@ -21,6 +21,8 @@
 #include <string>
 #include <unordered_map>
 
+struct CUstream_st;  // cudaStream_t is CUstream_st*
+
 namespace lockstep::kernels::cuda {
 
 struct AllocatorStats {
@@ -43,9 +45,10 @@ struct RawMemory {
   std::function<void(void*, size_t)> reused;
 };
 
-// cudaMalloc / cudaFree on the device current at call time. cudaErrorMemoryAllocation
-// becomes nullptr; any other CUDA error aborts with the device named.
-RawMemory CudaRawMemory();
+// cudaMalloc / cudaFree on the device current at call time, for blocks used on
+// `stream` (the stream the allocator serves). cudaErrorMemoryAllocation becomes
+// nullptr; any other CUDA error aborts with the device named.
+RawMemory CudaRawMemory(CUstream_st* stream);
 
 class CachingAllocator {
  public:

@@ -78,7 +78,7 @@ class CudaBackend final : public Backend {
     LS_CUDA_CHECK(cudaSetDevice(options_.device));
     LS_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     lt_.emplace();
-    allocator_.emplace(kc::CudaRawMemory());
+    allocator_.emplace(kc::CudaRawMemory(stream_));
     host_scalars_ = AllocateHost(kScalarBytes);
     device_scalars_ = allocator_->Allocate(kScalarBytes);
 #if LOCKSTEP_HAVE_CUDNN

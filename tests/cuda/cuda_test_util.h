@@ -80,6 +80,10 @@ class DeviceBuffer {
   void Upload(const std::vector<T>& host) {
     EXPECT_EQ(static_cast<int64_t>(host.size()), n_);
     if (n_ > 0) {
+      // The copy runs on the legacy default stream, which does not wait for the
+      // fixture's non-blocking stream: work queued there may still read the old
+      // contents (a loop that uploads each step's input), so let it finish first.
+      LS_CUDA_CHECK(cudaDeviceSynchronize());
       LS_CUDA_CHECK(cudaMemcpy(ptr_, host.data(), bytes(), cudaMemcpyHostToDevice));
       // A pageable-memory cudaMemcpy may return before its DMA lands; the kernels run
       // on a non-blocking stream that would not wait for it.

@@ -5,8 +5,8 @@ Only the two constructs that are not C++ change; every other line is kept as wri
 and a #line directive keeps compiler messages and sanitizer reports on the .cu lines:
   Kernel<<<grid, block[, shared_bytes[, stream]]>>>(args);   (+ .WithMaxThreads(N) under
                                                               __launch_bounds__(N))
-      -> ::lsemu::CheckKernelArgs("Kernel", args);
-         ::lsemu::Launch("Kernel", ::lsemu::Config(grid, block, ...), [&] { Kernel(args); });
+      -> ::lsemu::LaunchKernel("Kernel", ::lsemu::Config(grid, block, ...),
+                               [](auto... a) { Kernel(a...); }, args);
   __shared__ T name[A][B];        -> T (&name)[A][B] = *::lsemu::SharedArray<T[A][B]>(&site);
   extern __shared__ T name[];     -> T* name = ::lsemu::DynamicShared<T>();
 Anything else spelled __shared__ is left alone, and the emulator's headers do not
@@ -38,10 +38,9 @@ def rewrite(text):
         name, config, args = m.group(1), m.group(2), m.group(3)
         if name in bounds:
             config = f"{config}).WithMaxThreads({bounds[name]}"
-        checked = f'"{name}", {args}' if args.strip() else f'"{name}"'
-        out = (f"::lsemu::CheckKernelArgs({checked}); "
-               f'::lsemu::Launch("{name}", ::lsemu::Config({config}), '
-               f"[&] {{ {name}({args}); }});")
+        passed = f", {args}" if args.strip() else ""
+        out = (f'::lsemu::LaunchKernel("{name}", ::lsemu::Config({config}), '
+               f"[](auto... lsemu_args) {{ {name}(lsemu_args...); }}{passed});")
         return keep_line_count(m.group(0), out)
 
     def static_shared(m):

@@ -285,7 +285,6 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t op, 
                               cublasLtMatrixLayout_t c_layout, void* d,
                               cublasLtMatrixLayout_t d_layout, const cublasLtMatmulAlgo_t* algo,
                               void* workspace, size_t workspace_bytes, cudaStream_t stream) {
-  (void)stream;
   if (handle == nullptr || algo == nullptr) return Refuse(CUBLAS_STATUS_INVALID_VALUE, "no handle or algo");
   uint64_t m, n, k;
   const cublasStatus_t st = CheckProblem(op, a_layout, b_layout, c_layout, d_layout, &m, &n, &k);
@@ -316,33 +315,39 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t op, 
   if (workspace_bytes < rec.workspace || (rec.workspace > 0 && workspace == nullptr)) {
     return Refuse(CUBLAS_STATUS_INVALID_VALUE, "less workspace than the algorithm asked for");
   }
-  if (rec.workspace > 0) std::memset(workspace, 0xCD, rec.workspace);
-
+  // Scalars are read now (host pointer mode); the matrices when the stream gets to the
+  // call, as on a GPU. Descriptors may be destroyed once the call returns.
   float alpha_v, beta_v;
   std::memcpy(&alpha_v, alpha, 4);
   std::memcpy(&beta_v, beta, 4);
   const bool tf32 = op->compute == CUBLAS_COMPUTE_32F_FAST_TF32;
   const bool trans_a = op->trans_a == CUBLAS_OP_T, trans_b = op->trans_b == CUBLAS_OP_T;
+  const cudaDataType_t a_type = a_layout->type, b_type = b_layout->type;
   const uint64_t lda = static_cast<uint64_t>(a_layout->ld), ldb = static_cast<uint64_t>(b_layout->ld);
   const uint64_t ldc = static_cast<uint64_t>(c_layout->ld), ldd = static_cast<uint64_t>(d_layout->ld);
   const auto* cf = static_cast<const float*>(c);
   auto* df = static_cast<float*>(d);
   const auto* bias = static_cast<const float*>(op->bias);
-  // op(A) as rows of k and op(B) as columns of k, contiguous, so the k loop is tight.
-  const std::vector<float> a_rows = Gather(a, a_layout->type, lda, !trans_a, m, k, tf32);
-  const std::vector<float> b_cols = Gather(b, b_layout->type, ldb, trans_b, n, k, tf32);
-  for (uint64_t j = 0; j < n; ++j) {
-    const float* bj = &b_cols[j * k];
-    for (uint64_t i = 0; i < m; ++i) {
-      const float* ai = &a_rows[i * k];
-      float acc = 0.0f;
-      for (uint64_t l = 0; l < k; ++l) acc += ai[l] * bj[l];
-      // beta == 0: C is not read (it may hold NaN), as in BLAS.
-      float v = alpha_v * acc + (beta_v == 0.0f ? 0.0f : beta_v * cf[i + j * ldc]);
-      if (HasBias(op->epilogue)) v += bias[i];
-      if (HasRelu(op->epilogue)) v = v > 0.0f ? v : 0.0f;
-      df[i + j * ldd] = v;
+  const cublasLtEpilogue_t epilogue = op->epilogue;
+  const uint64_t scribbled = rec.workspace;
+  lsemu::Enqueue(stream, [=] {
+    if (scribbled > 0) std::memset(workspace, 0xCD, scribbled);
+    // op(A) as rows of k and op(B) as columns of k, contiguous, so the k loop is tight.
+    const std::vector<float> a_rows = Gather(a, a_type, lda, !trans_a, m, k, tf32);
+    const std::vector<float> b_cols = Gather(b, b_type, ldb, trans_b, n, k, tf32);
+    for (uint64_t j = 0; j < n; ++j) {
+      const float* bj = &b_cols[j * k];
+      for (uint64_t i = 0; i < m; ++i) {
+        const float* ai = &a_rows[i * k];
+        float acc = 0.0f;
+        for (uint64_t l = 0; l < k; ++l) acc += ai[l] * bj[l];
+        // beta == 0: C is not read (it may hold NaN), as in BLAS.
+        float v = alpha_v * acc + (beta_v == 0.0f ? 0.0f : beta_v * cf[i + j * ldc]);
+        if (HasBias(epilogue)) v += bias[i];
+        if (HasRelu(epilogue)) v = v > 0.0f ? v : 0.0f;
+        df[i + j * ldd] = v;
+      }
     }
-  }
+  });
   return CUBLAS_STATUS_SUCCESS;
 }

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "tests/cuda_emulator/fiber_switch.h"
+#include "tests/cuda_emulator/runtime_internal.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
@@ -38,19 +39,9 @@ constexpr size_t kGuardBytes = 4096;
 [[maybe_unused]] constexpr size_t kTopUnpoisonBytes = 8192;
 constexpr int kWarp = 32;
 
-[[noreturn]] void Die(const std::string& message) {
-  std::fprintf(stderr, "lsemu: %s\n", message.c_str());
-  std::fflush(stderr);
-  std::abort();
-}
-
 thread_local cudaError_t last_error = cudaSuccess;
-
-// A failing runtime call: its error is also what cudaGetLastError reports next.
-cudaError_t Fail(cudaError_t err) {
-  last_error = err;
-  return err;
-}
+// Set while this host thread runs a kernel's threads.
+thread_local bool inside_kernel = false;
 
 enum class Waiting { kRunnable, kBlockBarrier, kWarpSync, kDone };
 
@@ -103,23 +94,6 @@ Execution& Current(const char* what) {
   Execution* ex = running.load();
   if (ex == nullptr || ex->current < 0) Die(std::string(what) + " called outside a kernel");
   return *ex;
-}
-
-bool ReverseOrder() {
-  static const bool reverse = [] {
-    const char* v = std::getenv("LOCKSTEP_EMU_ORDER");
-    return v != nullptr && std::string(v) == "reverse";
-  }();
-  return reverse;
-}
-
-// Exactly `bytes` (not rounded up, so AddressSanitizer flags the first byte past them),
-// filled with 0xFF: uninitialised memory holds garbage, here NaN. nullptr if out of memory.
-void* PoisonedBlock(size_t bytes, size_t alignment) {
-  void* p = nullptr;
-  if (posix_memalign(&p, alignment, bytes) != 0) return nullptr;
-  if (bytes > 0) std::memset(p, 0xFF, bytes);
-  return p;
 }
 
 void* SharedMemoryBlock(size_t bytes, size_t alignment) {
@@ -296,26 +270,9 @@ cudaError_t CheckConfig(const LaunchConfig& c, std::string* why) {
   return cudaErrorInvalidConfiguration;
 }
 
-}  // namespace
-
-LaunchConfig Config(dim3 grid, dim3 block, size_t dynamic_shared_bytes, CUstream_st* stream) {
-  (void)stream;  // every stream is synchronous here
-  return LaunchConfig{{grid.x, grid.y, grid.z}, {block.x, block.y, block.z}, dynamic_shared_bytes, 0};
-}
-
-void Launch(const char* kernel, const LaunchConfig& config, const std::function<void()>& body) {
-  if (running.load() != nullptr) {
-    Die(std::string("launch of ") + kernel + " while another launch runs (inside a kernel, or from another thread)");
-  }
-  std::string why;
-  const cudaError_t refused = CheckConfig(config, &why);
-  if (refused != cudaSuccess) {
-    if (std::getenv("LOCKSTEP_EMU_QUIET") == nullptr) {
-      std::fprintf(stderr, "lsemu: launch of %s refused: %s\n", kernel, why.c_str());
-    }
-    Fail(refused);
-    return;
-  }
+// Runs a launch whose configuration CheckConfig accepted, when its stream gets to it.
+void RunGrid(const char* kernel, const LaunchConfig& config, const std::function<void()>& body) {
+  if (running.load() != nullptr) Die(std::string("launch of ") + kernel + " while another launch runs");
   Execution ex;
   ex.kernel = kernel;
   ex.config = config;
@@ -326,6 +283,7 @@ void Launch(const char* kernel, const LaunchConfig& config, const std::function<
   gridDim = dim3(config.grid[0], config.grid[1], config.grid[2]);
   blockDim = dim3(config.block[0], config.block[1], config.block[2]);
   running.store(&ex);
+  inside_kernel = true;
   const uint64_t blocks = uint64_t{config.grid[0]} * config.grid[1] * config.grid[2];
   const bool reverse = ReverseOrder();
   for (uint64_t i = 0; i < blocks; ++i) {
@@ -341,7 +299,54 @@ void Launch(const char* kernel, const LaunchConfig& config, const std::function<
     for (auto& entry : ex.shared) std::free(entry.second);
     ex.shared.clear();
   }
+  inside_kernel = false;
   running.store(nullptr);
+}
+
+}  // namespace
+
+[[noreturn]] void Die(const std::string& message) {
+  std::fprintf(stderr, "lsemu: %s\n", message.c_str());
+  std::fflush(stderr);
+  std::abort();
+}
+
+cudaError_t Fail(cudaError_t err) {
+  last_error = err;
+  return err;
+}
+
+bool ReverseOrder() {
+  static const bool reverse = [] {
+    const char* v = std::getenv("LOCKSTEP_EMU_ORDER");
+    return v != nullptr && std::string(v) == "reverse";
+  }();
+  return reverse;
+}
+
+void* PoisonedBlock(size_t bytes, size_t alignment) {
+  void* p = nullptr;
+  if (posix_memalign(&p, alignment, bytes) != 0) return nullptr;
+  if (bytes > 0) std::memset(p, 0xFF, bytes);
+  return p;
+}
+
+LaunchConfig Config(dim3 grid, dim3 block, size_t dynamic_shared_bytes, CUstream_st* stream) {
+  return LaunchConfig{{grid.x, grid.y, grid.z}, {block.x, block.y, block.z}, dynamic_shared_bytes, 0, stream};
+}
+
+void Launch(const char* kernel, const LaunchConfig& config, std::function<void()> body) {
+  if (inside_kernel) Die(std::string("launch of ") + kernel + " inside a kernel");
+  std::string why;
+  const cudaError_t refused = CheckConfig(config, &why);
+  if (refused != cudaSuccess) {
+    if (std::getenv("LOCKSTEP_EMU_QUIET") == nullptr) {
+      std::fprintf(stderr, "lsemu: launch of %s refused: %s\n", kernel, why.c_str());
+    }
+    Fail(refused);
+    return;
+  }
+  EnqueueWork(config.stream, [kernel, config, body = std::move(body)] { RunGrid(kernel, config, body); });
 }
 
 void* SharedBytes(const void* key, size_t bytes, size_t alignment) {
@@ -437,7 +442,6 @@ cudaError_t cudaDeviceGetPCIBusId(char* bus_id, int len, int device) {
   std::snprintf(bus_id, static_cast<size_t>(len), "emulated");
   return cudaSuccess;
 }
-cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
 cudaError_t cudaGetLastError() {
   const cudaError_t err = lsemu::last_error;
   lsemu::last_error = cudaSuccess;
@@ -453,6 +457,7 @@ const char* cudaGetErrorName(cudaError_t err) {
     case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
     case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
     case cudaErrorNoDevice: return "cudaErrorNoDevice";
+    case cudaErrorNotReady: return "cudaErrorNotReady";
     case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
     case cudaErrorLaunchOutOfResources: return "cudaErrorLaunchOutOfResources";
   }
@@ -467,126 +472,3 @@ const char* cudaGetErrorString(cudaError_t err) {
   }
 }
 
-// ---- memory: a registry of what cudaMalloc / cudaMallocHost returned ----
-
-namespace lsemu {
-namespace {
-
-enum class Where { kHost, kDevice, kPinned };
-
-struct Allocation {
-  size_t bytes;
-  Where where;
-};
-
-std::mutex registry_mutex;
-std::map<uintptr_t, Allocation>& Registry() {
-  static auto* registry = new std::map<uintptr_t, Allocation>();
-  return *registry;
-}
-
-// Where p points: into a live cudaMalloc / cudaMallocHost block, or anywhere else (host).
-Where Locate(const void* p) {
-  const auto v = reinterpret_cast<uintptr_t>(p);
-  std::lock_guard<std::mutex> lock(registry_mutex);
-  auto it = Registry().upper_bound(v);
-  if (it == Registry().begin()) return Where::kHost;
-  --it;
-  return v < it->first + std::max<size_t>(it->second.bytes, 1) ? it->second.where : Where::kHost;
-}
-
-const char* Name(Where w) {
-  return w == Where::kDevice ? "device memory" : w == Where::kPinned ? "pinned host memory" : "host memory";
-}
-
-// Fresh device memory holds garbage on a GPU; here it is NaN, so a kernel that reads
-// what nobody wrote shows it in its results.
-cudaError_t Allocate(void** ptr, size_t bytes, Where where) {
-  *ptr = PoisonedBlock(bytes, 256);
-  if (*ptr == nullptr) return Fail(cudaErrorMemoryAllocation);
-  std::lock_guard<std::mutex> lock(registry_mutex);
-  Registry()[reinterpret_cast<uintptr_t>(*ptr)] = Allocation{bytes, where};
-  return cudaSuccess;
-}
-
-cudaError_t Release(void* ptr, Where where, const char* call) {
-  if (ptr == nullptr) return cudaSuccess;
-  {
-    std::lock_guard<std::mutex> lock(registry_mutex);
-    auto it = Registry().find(reinterpret_cast<uintptr_t>(ptr));
-    if (it == Registry().end() || it->second.where != where) {
-      Die(std::string(call) + " of a pointer it did not allocate");
-    }
-    Registry().erase(it);
-  }
-  std::free(ptr);
-  return cudaSuccess;
-}
-
-// cudaMemcpy with a direction its pointers do not have is undefined behaviour in CUDA.
-cudaError_t CheckDirection(void* dst, const void* src, cudaMemcpyKind kind) {
-  if (kind == cudaMemcpyDefault) return cudaSuccess;
-  const bool dst_device = Locate(dst) == Where::kDevice, src_device = Locate(src) == Where::kDevice;
-  const bool want_dst = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
-  const bool want_src = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
-  if (dst_device == want_dst && src_device == want_src) return cudaSuccess;
-  std::fprintf(stderr, "lsemu: cudaMemcpy kind %d from %s to %s\n", static_cast<int>(kind),
-               Name(Locate(src)), Name(Locate(dst)));
-  return Fail(cudaErrorInvalidValue);
-}
-
-}  // namespace
-
-bool IsDeviceAccessible(const void* p) { return Locate(p) != Where::kHost; }
-
-void ReportHostPointer(const char* kernel, int index, const void* p) {
-  std::ostringstream s;
-  s << "kernel " << kernel << ": argument " << index << " (" << p
-    << ") points to host memory, not to memory from cudaMalloc or cudaMallocHost";
-  Die(s.str());
-}
-
-}  // namespace lsemu
-
-cudaError_t cudaMalloc(void** ptr, size_t bytes) { return lsemu::Allocate(ptr, bytes, lsemu::Where::kDevice); }
-cudaError_t cudaFree(void* ptr) { return lsemu::Release(ptr, lsemu::Where::kDevice, "cudaFree"); }
-cudaError_t cudaMallocHost(void** ptr, size_t bytes) { return lsemu::Allocate(ptr, bytes, lsemu::Where::kPinned); }
-cudaError_t cudaFreeHost(void* ptr) { return lsemu::Release(ptr, lsemu::Where::kPinned, "cudaFreeHost"); }
-cudaError_t cudaMemset(void* ptr, int value, size_t bytes) {
-  if (bytes == 0) return cudaSuccess;
-  if (lsemu::Locate(ptr) != lsemu::Where::kDevice) {
-    std::fprintf(stderr, "lsemu: cudaMemset of %s\n", lsemu::Name(lsemu::Locate(ptr)));
-    return Fail(cudaErrorInvalidValue);
-  }
-  std::memset(ptr, value, bytes);
-  return cudaSuccess;
-}
-cudaError_t cudaMemsetAsync(void* ptr, int value, size_t bytes, cudaStream_t) {
-  return cudaMemset(ptr, value, bytes);
-}
-cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
-  if (bytes == 0) return cudaSuccess;
-  const cudaError_t err = lsemu::CheckDirection(dst, src, kind);
-  if (err != cudaSuccess) return err;
-  std::memcpy(dst, src, bytes);
-  return cudaSuccess;
-}
-cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind,
-                            cudaStream_t) {
-  return cudaMemcpy(dst, src, bytes, kind);
-}
-
-// A stream is a distinct heap object, so handles differ and a leak shows in LeakSanitizer.
-struct CUstream_st {
-  unsigned int flags;
-};
-cudaError_t cudaStreamCreate(cudaStream_t* stream) { return cudaStreamCreateWithFlags(stream, 0); }
-cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int flags) {
-  *stream = new CUstream_st{flags};
-  return cudaSuccess;
-}
-cudaError_t cudaStreamDestroy(cudaStream_t stream) {
-  delete stream;
-  return cudaSuccess;
-}
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }

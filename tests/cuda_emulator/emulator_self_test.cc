@@ -238,7 +238,7 @@ using EmulatorDeathTest = ::testing::Test;
 TEST(EmulatorDeathTest, BarrierDivergenceIsReported) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   Buffer<int> out(32);
-  EXPECT_DEATH(DivergentBarrier(out.ptr),
+  EXPECT_DEATH((DivergentBarrier(out.ptr), cudaDeviceSynchronize()),
                "DivergentKernel block \\(0,0,0\\).*barrier divergence(.|\n)*threads 0-0 at "
                "__syncthreads(.|\n)*threads 1-31 at a warp sync");
 }
@@ -253,7 +253,7 @@ TEST(EmulatorDeathTest, AHostPointerAsAKernelArgumentIsReported) {
 TEST(EmulatorDeathTest, AWritePastADeviceBufferIsReported) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   Buffer<float> out(10);
-  EXPECT_DEATH(WriteOnePast(out.ptr, 10), "heap-buffer-overflow");
+  EXPECT_DEATH((WriteOnePast(out.ptr, 10), cudaDeviceSynchronize()), "heap-buffer-overflow");
 }
 
 }  // namespace

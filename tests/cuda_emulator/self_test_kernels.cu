@@ -13,6 +13,11 @@ __global__ void ShiftKernel(int* out, bool synced) {
   out[t] = values[(t + 1) % blockDim.x];
 }
 
+__global__ void AddKernel(const int* in, int* out, int n, int value) {
+  const int i = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
+  if (i < n) out[i] = (in != nullptr ? in[i] : 0) + value;
+}
+
 __global__ void ReadBeforeWriteKernel(int* out) {
   __shared__ int value;
   out[blockIdx.x] = value;
@@ -96,5 +101,8 @@ void CrossWarpExchangeWithSyncwarp(int* out) { CrossWarpKernel<<<1, 64>>>(out); 
 void SyncwarpAfterSomeLanesExit(int* out) { PartialWarpKernel<<<1, 32>>>(out); }
 void LaunchBounded(int threads) { BoundedKernel<<<1, threads>>>(); }
 void BlockTreeSum(const int* in, int n, int* out) { TreeSumKernel<<<1, 256>>>(in, n, out); }
+void AddOnStream(const int* in, int* out, int n, int value, cudaStream_t stream) {
+  AddKernel<<<(n + 127) / 128, 128, 0, stream>>>(in, out, n, value);
+}
 
 }  // namespace lsemu::self_test

@@ -32,5 +32,7 @@ void SyncwarpAfterSomeLanesExit(int* out);
 void LaunchBounded(int threads);
 // Sum of in[0..n) by one block of 256 threads: a shared-memory tree reduction.
 void BlockTreeSum(const int* in, int n, int* out);
+// out[i] = (in ? in[i] : 0) + value for i < n, queued on `stream`.
+void AddOnStream(const int* in, int* out, int n, int value, cudaStream_t stream);
 
 }  // namespace lsemu::self_test

@@ -3,7 +3,8 @@
 // the host by lsemu (tests/cuda_emulator/emulator.h). It exists so those kernels run
 // somewhere on every CI machine; it says nothing about a GPU's timing, memory model or
 // libraries. "Device" memory is host memory (allocated with malloc, so AddressSanitizer
-// sees every out-of-bounds access); streams are synchronous; one device.
+// sees every out-of-bounds access); work queued on streams runs only when the host
+// waits for it (streams.cc); one device.
 #pragma once
 
 #include <math.h>
@@ -48,6 +49,7 @@ enum cudaError_t {
   cudaErrorInvalidConfiguration = 9,
   cudaErrorInvalidDevice = 101,
   cudaErrorNoDevice = 100,
+  cudaErrorNotReady = 600,
   cudaErrorLaunchOutOfResources = 701,
   cudaErrorLaunchFailure = 719,
 };
@@ -65,6 +67,14 @@ struct CUstream_st;
 using cudaStream_t = CUstream_st*;
 constexpr unsigned int cudaStreamDefault = 0;
 constexpr unsigned int cudaStreamNonBlocking = 1;
+#define cudaStreamLegacy (reinterpret_cast<cudaStream_t>(0x1))
+#define cudaStreamPerThread (reinterpret_cast<cudaStream_t>(0x2))
+
+struct CUevent_st;
+using cudaEvent_t = CUevent_st*;
+constexpr unsigned int cudaEventDefault = 0;
+constexpr unsigned int cudaEventBlockingSync = 1;
+constexpr unsigned int cudaEventDisableTiming = 2;
 
 struct cudaDeviceProp {
   char name[256];
@@ -100,6 +110,14 @@ cudaError_t cudaStreamCreate(cudaStream_t* stream);
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int flags);
 cudaError_t cudaStreamDestroy(cudaStream_t stream);
 cudaError_t cudaStreamSynchronize(cudaStream_t stream);
+cudaError_t cudaStreamQuery(cudaStream_t stream);
+cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int flags = 0);
+cudaError_t cudaEventCreate(cudaEvent_t* event);
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int flags);
+cudaError_t cudaEventDestroy(cudaEvent_t event);
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream = nullptr);
+cudaError_t cudaEventSynchronize(cudaEvent_t event);
+cudaError_t cudaEventQuery(cudaEvent_t event);
 
 // Device built-ins.
 void __syncthreads();

@@ -26,10 +26,16 @@
 // per block, grid y/z below 65536, 48 KiB of shared memory without an opt-in) and the
 // kernel's __launch_bounds__.
 //
-// What it cannot tell: anything about timing, streams and events (every call is
-// synchronous), warp-synchronous code that relies on lockstep execution without a sync
-// (wrong since Volta anyway), the memory model, or the accuracy of CUDA's math library
-// (libm stands in for expf, tanhf, ...).
+// Streams (streams.cc). A launch, copy or memset is queued on its stream and runs only
+// when the host has to wait for it (a synchronising call, or a copy into pageable host
+// memory) or another stream waits for it through an event or the legacy default
+// stream's implicit synchronisation. So a missing synchronisation shows: the host or
+// the other stream reads memory the work has not written yet. A launch's arguments are
+// taken when it is queued, as CUDA does; its configuration is checked then too.
+//
+// What it cannot tell: anything about timing, warp-synchronous code that relies on
+// lockstep execution without a sync (wrong since Volta anyway), the memory model, or
+// the accuracy of CUDA's math library (libm stands in for expf, tanhf, ...).
 #pragma once
 
 #include <cstddef>
@@ -48,6 +54,7 @@ struct LaunchConfig {
   unsigned int block[3];
   size_t dynamic_shared_bytes;
   unsigned int max_threads = 0;  // the kernel's __launch_bounds__, 0 without
+  CUstream_st* stream = nullptr;
   LaunchConfig WithMaxThreads(unsigned int n) const {
     LaunchConfig c = *this;
     c.max_threads = n;
@@ -58,11 +65,15 @@ struct LaunchConfig {
 LaunchConfig Config(dim3 grid, dim3 block, size_t dynamic_shared_bytes = 0,
                     CUstream_st* stream = nullptr);
 
-// Runs body once per thread of the grid (see the execution model above). An invalid
-// configuration runs nothing and leaves cudaErrorInvalidConfiguration (more threads
-// than __launch_bounds__: cudaErrorLaunchOutOfResources) for cudaGetLastError, as a
-// failed launch does.
-void Launch(const char* kernel, const LaunchConfig& config, const std::function<void()>& body);
+// Queues body on the configuration's stream, to run once per thread of the grid (see
+// the execution model above). An invalid configuration queues nothing and leaves
+// cudaErrorInvalidConfiguration (more threads than __launch_bounds__:
+// cudaErrorLaunchOutOfResources) for cudaGetLastError, as a failed launch does.
+void Launch(const char* kernel, const LaunchConfig& config, std::function<void()> body);
+
+// Queues work on a stream (nullptr: the legacy default stream), for library calls
+// that take a stream (the emulated cuBLASLt and CUB).
+void Enqueue(CUstream_st* stream, std::function<void()> work);
 
 // The current block's instance of a static __shared__ variable, one per declaration
 // site (key): the same storage for every thread of the block, fresh (0xFF) per block.
@@ -94,6 +105,15 @@ void CheckKernelArgs(const char* kernel, const Args&... args) {
   (CheckKernelArg(kernel, index++, args), ...);
   (void)kernel;
   (void)index;
+}
+
+// What cu_to_cc.py makes of Kernel<<<...>>>(args): the arguments are evaluated and
+// copied once, at the launch, and `call` (a generic lambda calling the kernel) gets the
+// copies when the queued launch runs.
+template <typename Call, typename... Args>
+void LaunchKernel(const char* kernel, const LaunchConfig& config, Call call, Args... args) {
+  CheckKernelArgs(kernel, args...);
+  Launch(kernel, config, [call, args...] { call(args...); });
 }
 
 // Warp-level sync among the lanes in mask, and the exchange under __shfl_sync.

@@ -23,7 +23,6 @@ struct DeviceRadixSort {
                                const Key* keys_in, Key* keys_out, const Value* values_in,
                                Value* values_out, int num_items, int begin_bit = 0,
                                int end_bit = sizeof(Key) * 8, cudaStream_t stream = nullptr) {
-    (void)stream;
     // Signed or floating keys would need CUB's bit twiddling; the callers sort unsigned.
     static_assert(std::is_unsigned_v<Key>, "the emulated SortPairs takes unsigned keys");
     // Twice the pairs plus a little: the size of CUB's double buffers.
@@ -53,23 +52,27 @@ struct DeviceRadixSort {
         }
       }
     }
-    std::memset(d_temp_storage, 0xAB, temp_storage_bytes);
-    const int bits = end_bit - begin_bit;
-    using Unsigned = uint64_t;
-    const Unsigned mask = bits >= 64 ? ~Unsigned{0} : ((Unsigned{1} << bits) - 1);
-    auto digit = [&](Key k) { return (static_cast<Unsigned>(k) >> begin_bit) & mask; };
-    std::vector<size_t> order(static_cast<size_t>(num_items));
-    std::iota(order.begin(), order.end(), size_t{0});
-    std::stable_sort(order.begin(), order.end(),
-                     [&](size_t a, size_t b) { return digit(keys_in[a]) < digit(keys_in[b]); });
-    std::vector<Key> keys(order.size());
-    std::vector<Value> values(order.size());
-    for (size_t i = 0; i < order.size(); ++i) {
-      keys[i] = keys_in[order[i]];
-      values[i] = values_in[order[i]];
-    }
-    std::copy(keys.begin(), keys.end(), keys_out);
-    std::copy(values.begin(), values.end(), values_out);
+    // Runs when the stream gets to it, as on a GPU.
+    const size_t temp_bytes = temp_storage_bytes;
+    ::lsemu::Enqueue(stream, [=] {
+      std::memset(d_temp_storage, 0xAB, temp_bytes);
+      const int bits = end_bit - begin_bit;
+      using Unsigned = uint64_t;
+      const Unsigned mask = bits >= 64 ? ~Unsigned{0} : ((Unsigned{1} << bits) - 1);
+      auto digit = [&](Key k) { return (static_cast<Unsigned>(k) >> begin_bit) & mask; };
+      std::vector<size_t> order(n);
+      std::iota(order.begin(), order.end(), size_t{0});
+      std::stable_sort(order.begin(), order.end(),
+                       [&](size_t a, size_t b) { return digit(keys_in[a]) < digit(keys_in[b]); });
+      std::vector<Key> keys(order.size());
+      std::vector<Value> values(order.size());
+      for (size_t i = 0; i < order.size(); ++i) {
+        keys[i] = keys_in[order[i]];
+        values[i] = values_in[order[i]];
+      }
+      std::copy(keys.begin(), keys.end(), keys_out);
+      std::copy(values.begin(), values.end(), values_out);
+    });
     return cudaSuccess;
   }
 };
