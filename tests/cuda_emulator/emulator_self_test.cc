@@ -256,5 +256,11 @@ TEST(EmulatorDeathTest, AWritePastADeviceBufferIsReported) {
   EXPECT_DEATH((WriteOnePast(out.ptr, 10), cudaDeviceSynchronize()), "heap-buffer-overflow");
 }
 
+TEST(EmulatorDeathTest, WorkNobodyWaitedForStillRunsByTheExit) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  Buffer<float> out(10);
+  EXPECT_DEATH((WriteOnePast(out.ptr, 10), std::exit(0)), "heap-buffer-overflow");
+}
+
 }  // namespace
 }  // namespace lsemu::self_test

@@ -1,9 +1,11 @@
 // lsemu's memory: a registry of what cudaMalloc / cudaMallocHost returned, and the
 // copies and memsets between them, queued on streams (streams.cc) with CUDA's
 // host-synchronisation rules for each kind of copy:
-//   - from pageable host memory to device or pinned memory: the source is read when
-//     the call is made, the write lands when the stream gets to it (CUDA: "may return
-//     before the DMA to the final destination has completed"), for cudaMemcpy too;
+//   - from pageable host memory to device memory: the source is read when the call is
+//     made, the write lands when the stream gets to it (CUDA: "may return before the
+//     DMA to the final destination has completed"), for cudaMemcpy too (which first
+//     waits for the stream's earlier work);
+//   - between host memories (pageable or pinned): done when the call returns;
 //   - into pageable host memory: the call returns when the copy is done;
 //   - device/pinned to device/pinned: cudaMemcpyAsync returns at once; cudaMemcpy
 //     waits, except device to device, which it only queues;
@@ -78,7 +80,10 @@ cudaError_t Copy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, 
   const cudaError_t err = CheckDirection(dst, src, kind);
   if (err != cudaSuccess) return err;
   const Where from = Locate(src), to = Locate(dst);
-  if (from == Where::kHost && to != Where::kHost) {
+  const bool host_to_host = from != Where::kDevice && to != Where::kDevice;  // fully synchronous
+  if (from == Where::kHost && to == Where::kDevice) {
+    // cudaMemcpy: "a stream sync is performed before the copy is initiated".
+    if (blocking_call) CompleteUpTo(stream, EnqueueWork(stream, {}));
     auto staged = std::make_shared<std::vector<unsigned char>>(
         static_cast<const unsigned char*>(src), static_cast<const unsigned char*>(src) + bytes);
     EnqueueWork(stream, [dst, staged] { std::memcpy(dst, staged->data(), staged->size()); });
@@ -86,7 +91,9 @@ cudaError_t Copy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, 
   }
   const uint64_t ticket = EnqueueWork(stream, [dst, src, bytes] { std::memcpy(dst, src, bytes); });
   const bool device_to_device = from == Where::kDevice && to == Where::kDevice;
-  if (to == Where::kHost || (blocking_call && !device_to_device)) CompleteUpTo(stream, ticket);
+  if (to == Where::kHost || host_to_host || (blocking_call && !device_to_device)) {
+    CompleteUpTo(stream, ticket);
+  }
   return cudaSuccess;
 }
 

@@ -98,13 +98,15 @@ TEST(EmulatorStreamTest, QueriesAreNotReadyWhileWorkIsQueued) {
   Ints x(0);
   AddOnStream(nullptr, x.ptr, kN, 3, stream.s);
   ASSERT_EQ(cudaEventRecord(done.e, stream.s), cudaSuccess);
-  // Not ready once; a polling loop then finds the work done.
+  // Not ready, and one query does not finish the work; a polling loop does.
   EXPECT_EQ(cudaEventQuery(done.e), cudaErrorNotReady);
-  EXPECT_EQ(cudaEventQuery(done.e), cudaSuccess);
   EXPECT_EQ(cudaGetLastError(), cudaSuccess);  // not ready is not an error
+  EXPECT_EQ(x.Read(), All(0));
+  EXPECT_EQ(cudaEventQuery(done.e), cudaSuccess);
   EXPECT_EQ(x.Read(), All(3));
   AddOnStream(x.ptr, x.ptr, kN, 1, stream.s);
   EXPECT_EQ(cudaStreamQuery(stream.s), cudaErrorNotReady);
+  EXPECT_EQ(x.Read(), All(3));
   EXPECT_EQ(cudaStreamQuery(stream.s), cudaSuccess);
   EXPECT_EQ(x.Read(), All(4));
 }
@@ -145,6 +147,17 @@ TEST(EmulatorStreamTest, ADownloadIntoPageableMemoryReturnsWithTheData) {
   ASSERT_EQ(cudaMemcpyAsync(host.data(), x.ptr, kN * sizeof(int), cudaMemcpyDeviceToHost, stream.s),
             cudaSuccess);
   EXPECT_EQ(host, All(2));
+}
+
+TEST(EmulatorStreamTest, ADestroyedStreamsWorkRunsWhenWaitedFor) {
+  Ints x(0);
+  {
+    Stream stream(cudaStreamNonBlocking);
+    AddOnStream(nullptr, x.ptr, kN, 6, stream.s);
+  }
+  EXPECT_EQ(x.Read(), All(0));  // not done: nothing waited for it
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  EXPECT_EQ(x.Read(), All(6));
 }
 
 TEST(EmulatorStreamTest, FreeingWaitsForQueuedWork) {

@@ -9,9 +9,10 @@
 // The legacy default stream (nullptr, cudaStreamLegacy) waits for all work queued
 // earlier on blocking streams, and blocking streams wait for work queued earlier on
 // it; streams created with cudaStreamNonBlocking do neither. cudaStreamQuery and
-// cudaEventQuery return cudaErrorNotReady while work is outstanding (and then run it,
-// so that a polling loop ends).
+// cudaEventQuery return cudaErrorNotReady while work is outstanding (a repeated query
+// runs it, so that a polling loop ends). A destroyed stream's work still runs.
 #include <algorithm>
+#include <cstdlib>
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -34,7 +35,9 @@ struct Operation {
 
 struct Queue {
   bool legacy = false;
-  bool blocking = true;  // synchronises with the legacy default stream
+  bool blocking = true;    // synchronises with the legacy default stream
+  bool destroyed = false;  // its handle is gone; dropped once its work is done
+  uint64_t queried = 0;    // the ticket cudaStreamQuery last found not done
   std::deque<Operation> pending;
   uint64_t enqueued = 0;   // tickets handed out; an operation's ticket is the count after it
   uint64_t completed = 0;  // operations done, in order
@@ -71,6 +74,7 @@ struct CUstream_st {
 struct CUevent_st {
   std::shared_ptr<lsemu::Queue> queue;  // of the latest record; null before the first
   uint64_t ticket = 0;
+  bool queried = false;  // cudaEventQuery found the latest record not done
 };
 
 namespace lsemu {
@@ -89,8 +93,14 @@ void Push(Queue& q, Operation op) {
   ++q.enqueued;
 }
 
+void RunLeftoverWork();
+
 // Queues op behind the implicit synchronisation of the legacy default stream.
 uint64_t Submit(const std::shared_ptr<Queue>& q, Operation op) {
+  // A GPU runs queued work whether or not the host waits for it: so does the emulator,
+  // at the latest when the process exits (a kernel nobody waited for is still checked).
+  static const bool run_at_exit = std::atexit(RunLeftoverWork) == 0;
+  (void)run_at_exit;
   if (q->legacy) {
     for (const auto& other : LiveQueues()) {
       if (other != q && other->blocking && !Done(*other, other->enqueued)) {
@@ -138,9 +148,19 @@ void CompleteAll() {
   std::vector<std::shared_ptr<Queue>> queues = LiveQueues();
   if (ReverseOrder()) std::reverse(queues.begin(), queues.end());
   for (const auto& q : queues) RunUpTo(*q, q->enqueued);
+  auto& live = LiveQueues();
+  live.erase(std::remove_if(live.begin(), live.end(), [](const auto& q) { return q->destroyed; }), live.end());
 }
 
 void Enqueue(CUstream_st* stream, std::function<void()> work) { EnqueueWork(stream, std::move(work)); }
+
+namespace {
+// Skipped if another thread is inside the emulator as the process exits.
+void RunLeftoverWork() {
+  std::unique_lock<std::recursive_mutex> lock(Mutex(), std::try_to_lock);
+  if (lock.owns_lock()) CompleteAll();
+}
+}  // namespace
 
 }  // namespace lsemu
 
@@ -165,13 +185,13 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int flags) 
   return cudaSuccess;
 }
 
-// CUDA lets queued work finish after the handle is gone; here it runs now.
+// Queued work still runs after the handle is gone, when something waits for it.
 cudaError_t cudaStreamDestroy(cudaStream_t stream) {
-  if (stream == nullptr) return Fail(cudaErrorInvalidValue);
+  if (stream == nullptr || stream == cudaStreamLegacy || stream == cudaStreamPerThread) {
+    return Fail(cudaErrorInvalidValue);
+  }
   std::lock_guard<std::recursive_mutex> lock(lsemu::Mutex());
-  lsemu::RunUpTo(*stream->queue, stream->queue->enqueued);
-  auto& live = lsemu::LiveQueues();
-  live.erase(std::remove(live.begin(), live.end(), stream->queue), live.end());
+  stream->queue->destroyed = true;
   delete stream;
   return cudaSuccess;
 }
@@ -183,12 +203,18 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
   return cudaSuccess;
 }
 
+// The first query that finds work outstanding runs none of it; a second one (a polling
+// loop) runs it and reports it done. So one query is no substitute for a wait.
 cudaError_t cudaStreamQuery(cudaStream_t stream) {
   std::lock_guard<std::recursive_mutex> lock(lsemu::Mutex());
   const auto q = lsemu::QueueOf(stream);
   if (lsemu::Done(*q, q->enqueued)) return cudaSuccess;
+  if (q->queried != q->enqueued) {
+    q->queried = q->enqueued;
+    return cudaErrorNotReady;
+  }
   lsemu::RunUpTo(*q, q->enqueued);
-  return cudaErrorNotReady;
+  return cudaSuccess;
 }
 
 cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int flags) {
@@ -221,6 +247,7 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   std::lock_guard<std::recursive_mutex> lock(lsemu::Mutex());
   event->queue = lsemu::QueueOf(stream);
   event->ticket = lsemu::Submit(event->queue, lsemu::Operation{});
+  event->queried = false;
   return cudaSuccess;
 }
 
@@ -235,6 +262,10 @@ cudaError_t cudaEventQuery(cudaEvent_t event) {
   if (event == nullptr) return Fail(cudaErrorInvalidValue);
   std::lock_guard<std::recursive_mutex> lock(lsemu::Mutex());
   if (event->queue == nullptr || lsemu::Done(*event->queue, event->ticket)) return cudaSuccess;
+  if (!event->queried) {
+    event->queried = true;
+    return cudaErrorNotReady;
+  }
   lsemu::RunUpTo(*event->queue, event->ticket);
-  return cudaErrorNotReady;
+  return cudaSuccess;
 }
