@@ -7,8 +7,6 @@
 // - the CUDA run matches the CPU backend's;
 // - 2 ranks, then 3 ranks resuming their checkpoint, match the single-rank run.
 #include <gtest/gtest.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
@@ -18,6 +16,7 @@
 #include "checkpoints/checkpoint.h"
 #include "tests/ddp/parameter_difference.h"
 #include "tests/ddp/subprocess.h"
+#include "tests/resume/run_dir_util.h"
 
 namespace lockstep {
 namespace {
@@ -25,28 +24,15 @@ namespace {
 using testing::MaxRelativeDifference;
 using testing::Mpirun;
 using testing::RunCommand;
+using testing::Exists;
+using testing::HaveDataset;
+using testing::ReadBuffer;
+using testing::StepDir;
 
 std::string Lockstep() { return std::string(LOCKSTEP_TEST_BINARY_DIR) + "/bin/lockstep_cuda_emulated"; }
 std::string Recipe(const std::string& name) { return std::string(LOCKSTEP_TEST_SOURCE_DIR) + "/tests/ddp/" + name; }
 
-bool HaveDataset() {
-  struct stat st {};
-  return stat("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz", &st) == 0;
-}
-bool Exists(const std::string& path) {
-  struct stat st {};
-  return stat(path.c_str(), &st) == 0;
-}
-
-std::string FreshDir(const std::string& name) {
-  std::string dir = ::testing::TempDir() + "/cuda_training_" + name + "_" + std::to_string(getpid());
-  RunCommand("rm -rf '" + dir + "'", 30);
-  return dir;
-}
-
-std::string StepDir(const std::string& run, int64_t step) {
-  return run + "/checkpoints/" + ckpt::StepDirName(step);
-}
+std::string RunDir(const std::string& name) { return testing::FreshDir("cuda_training_" + name); }
 
 // `lockstep train` on `ranks` ranks (1: no mpirun), on the emulated GPU unless `device`
 // says otherwise. OpenMPI keeps allocations until exit: no leak check under mpirun.
@@ -56,19 +42,6 @@ testing::CommandResult Train(int ranks, const std::string& recipe, const std::st
   return RunCommand(launch + Lockstep() + " train --quiet --config " + Recipe(recipe) + " --run-dir " +
                         run_dir + " --set training.device=" + device + " " + args + " 2>&1",
                     600);
-}
-
-std::vector<float> ReadBuffer(const std::string& dir, const std::string& buffer) {
-  auto reader = ckpt::CheckpointReader::Open(dir);
-  EXPECT_TRUE(reader.ok()) << reader.status().ToString();
-  if (!reader.ok()) return {};
-  const ckpt::BufferLayout* layout = (*reader)->FindBuffer(buffer);
-  EXPECT_NE(layout, nullptr) << buffer << " in " << dir;
-  if (layout == nullptr) return {};
-  std::vector<float> out(static_cast<size_t>(layout->elements));
-  Status read = (*reader)->Read(buffer, 0, layout->elements, out.data());
-  EXPECT_TRUE(read.ok()) << read.ToString();
-  return out;
 }
 
 std::vector<std::string> BufferNames(const std::string& dir) {
@@ -88,11 +61,11 @@ TEST_P(CudaResume, StopAndResumeIsBitwiseTheUninterruptedRun) {
   const std::string recipe = std::string(GetParam()) + ".pbtxt";
   const int k = 4;
   const std::string common = "--max-steps " + std::to_string(2 * k);
-  const std::string straight = FreshDir(std::string(GetParam()) + "_straight");
+  const std::string straight = RunDir(std::string(GetParam()) + "_straight");
   auto r = Train(1, recipe, straight, common);
   ASSERT_EQ(r.exit_code, 0) << r.output;
 
-  const std::string resumed = FreshDir(std::string(GetParam()) + "_resumed");
+  const std::string resumed = RunDir(std::string(GetParam()) + "_resumed");
   r = Train(1, recipe, resumed, common + " --stop-at-step " + std::to_string(k));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   ASSERT_TRUE(Exists(StepDir(resumed, k))) << r.output;
@@ -116,7 +89,7 @@ INSTANTIATE_TEST_SUITE_P(Models, CudaResume, ::testing::Values("mlp48", "lstm48"
 TEST(CudaTraining, MatchesTheCpuBackend) {
   if (!HaveDataset()) GTEST_SKIP() << "Fashion-MNIST not installed";
   const std::string args = "--max-steps 8";
-  const std::string cuda = FreshDir("vs_cpu_cuda"), cpu = FreshDir("vs_cpu_cpu");
+  const std::string cuda = RunDir("vs_cpu_cuda"), cpu = RunDir("vs_cpu_cpu");
   auto r = Train(1, "mlp48.pbtxt", cuda, args);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   r = Train(1, "mlp48.pbtxt", cpu, args, "CPU");
@@ -135,7 +108,7 @@ TEST(CudaTraining, TwoThenThreeRanksMatchTheSingleRankRun) {
   if (!HaveDataset()) GTEST_SKIP() << "Fashion-MNIST not installed";
   const int k = 3;
   const std::string common = "--max-steps " + std::to_string(2 * k);
-  const std::string straight = FreshDir("ranks_straight"), run = FreshDir("ranks_run");
+  const std::string straight = RunDir("ranks_straight"), run = RunDir("ranks_run");
   auto r = Train(1, "mlp48.pbtxt", straight, common);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   r = Train(2, "mlp48.pbtxt", run, common + " --stop-at-step " + std::to_string(k));

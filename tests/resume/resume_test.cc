@@ -19,6 +19,7 @@
 #include "checkpoints/checkpoint.h"
 #include "tests/ddp/parameter_difference.h"
 #include "tests/ddp/subprocess.h"
+#include "tests/resume/run_dir_util.h"
 
 namespace lockstep {
 namespace {
@@ -26,29 +27,16 @@ namespace {
 using testing::MaxRelativeDifference;
 using testing::Mpirun;
 using testing::RunCommand;
+using testing::Exists;
+using testing::HaveDataset;
+using testing::ReadBuffer;
+using testing::StepDir;
 
 std::string Lockstep() { return std::string(LOCKSTEP_TEST_BINARY_DIR) + "/bin/lockstep"; }
 std::string Recipe(const std::string& name) { return std::string(LOCKSTEP_TEST_SOURCE_DIR) + "/tests/ddp/" + name; }
 
-bool HaveDataset() {
-  struct stat st {};
-  return stat("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz", &st) == 0;
-}
-bool Exists(const std::string& path) {
-  struct stat st {};
-  return stat(path.c_str(), &st) == 0;
-}
-
-// A fresh run directory per test (ctest runs tests in parallel).
-std::string FreshDir(const std::string& name) {
-  std::string dir = ::testing::TempDir() + "/resume_" + name + "_" + std::to_string(getpid());
-  RunCommand("rm -rf '" + dir + "'", 30);
-  return dir;
-}
-
-std::string StepDir(const std::string& run, int64_t step) {
-  return run + "/checkpoints/" + ckpt::StepDirName(step);
-}
+// This suite's run directories.
+std::string RunDir(const std::string& name) { return testing::FreshDir("resume_" + name); }
 
 // `lockstep train` on `ranks` ranks (1: no mpirun); returns the command's result.
 testing::CommandResult Train(int ranks, const std::string& recipe, const std::string& run_dir,
@@ -58,18 +46,6 @@ testing::CommandResult Train(int ranks, const std::string& recipe, const std::st
   return RunCommand(cmd, 600);
 }
 
-std::vector<float> ReadBuffer(const std::string& dir, const std::string& buffer) {
-  auto reader = ckpt::CheckpointReader::Open(dir);
-  EXPECT_TRUE(reader.ok()) << reader.status().ToString();
-  if (!reader.ok()) return {};
-  const ckpt::BufferLayout* layout = (*reader)->FindBuffer(buffer);
-  EXPECT_NE(layout, nullptr) << buffer << " in " << dir;
-  if (layout == nullptr) return {};
-  std::vector<float> out(static_cast<size_t>(layout->elements));
-  Status read = (*reader)->Read(buffer, 0, layout->elements, out.data());
-  EXPECT_TRUE(read.ok()) << read.ToString();
-  return out;
-}
 
 // ---------------------------------------------------------------- exactness
 
@@ -87,11 +63,11 @@ TEST_P(ExactResume, StopAndResumeIsBitwiseTheUninterruptedRun) {
   const ExactCase& c = GetParam();
   const int k = 4;
   const std::string common = std::string("--max-steps ") + std::to_string(2 * k) + " " + c.sets;
-  std::string straight = FreshDir(std::string(c.name) + "_straight");
+  std::string straight = RunDir(std::string(c.name) + "_straight");
   auto r = Train(c.ranks, c.recipe, straight, common);
   ASSERT_EQ(r.exit_code, 0) << r.output;
 
-  std::string resumed = FreshDir(std::string(c.name) + "_resumed");
+  std::string resumed = RunDir(std::string(c.name) + "_resumed");
   r = Train(c.ranks, c.recipe, resumed, common + " --stop-at-step " + std::to_string(k));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   ASSERT_TRUE(Exists(StepDir(resumed, k))) << "stopping saves a checkpoint\n" << r.output;
@@ -133,11 +109,11 @@ TEST_P(Reshard, FourThenTwoThenThreeRanksMatchTheUninterruptedRun) {
   const std::string sets = GetParam();
   const int k = 3;
   const std::string common = "--max-steps " + std::to_string(3 * k) + " " + sets;
-  std::string straight = FreshDir("reshard_straight");
+  std::string straight = RunDir("reshard_straight");
   auto r = Train(1, "mlp48.pbtxt", straight, common);
   ASSERT_EQ(r.exit_code, 0) << r.output;
 
-  std::string run = FreshDir("reshard_run");
+  std::string run = RunDir("reshard_run");
   r = Train(4, "mlp48.pbtxt", run, common + " --stop-at-step " + std::to_string(k));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   r = Train(2, "mlp48.pbtxt", run, common + " --stop-at-step " + std::to_string(2 * k));
@@ -173,7 +149,7 @@ std::string SignalOneRank(const std::string& run_dir, const std::string& signal)
 
 TEST(ResumeFaults, KillNineMidSaveKeepsThePreviousCheckpoint) {
   if (!HaveDataset()) GTEST_SKIP() << "Fashion-MNIST not installed";
-  std::string run = FreshDir("kill9");
+  std::string run = RunDir("kill9");
   // Rank 1 writes slowly, so the second save (step 6) is still writing when rank 1
   // is killed; the first (step 3) has committed by then.
   std::string cmd = "LOCKSTEP_CKPT_FAULT=rank=1,write_delay_ms=700 " + Mpirun(2) + " -x LOCKSTEP_CKPT_FAULT " +
@@ -205,7 +181,7 @@ TEST(ResumeFaults, KillNineMidSaveKeepsThePreviousCheckpoint) {
 
 // Two committed checkpoints (steps 3 and 6) of the MLP, synchronous saves.
 std::string TwoCheckpoints(const std::string& name) {
-  std::string run = FreshDir(name);
+  std::string run = RunDir(name);
   auto r = Train(1, "mlp48.pbtxt", run, "--max-steps 6 --set checkpoint.every_steps=3");
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(Exists(StepDir(run, 3)) && Exists(StepDir(run, 6)));
@@ -251,7 +227,7 @@ TEST(ResumeFaults, DiskFullKeepsThePreviousCheckpointAndFollowsThePolicy) {
   if (!HaveDataset()) GTEST_SKIP() << "Fashion-MNIST not installed";
   // One MLP checkpoint is ~305 KB (parameters + Adam m and v): the first fits, the second does not.
   const std::string fault = "LOCKSTEP_CKPT_FAULT=enospc_after_bytes=400000";
-  std::string run = FreshDir("diskfull_continue");
+  std::string run = RunDir("diskfull_continue");
   auto r = Train(1, "mlp48.pbtxt", run, "--max-steps 6 --set checkpoint.every_steps=3", fault);
   EXPECT_EQ(r.exit_code, 0) << "on_failure: CONTINUE (default) keeps training\n" << r.output;
   EXPECT_NE(r.output.find("No space left on device"), std::string::npos) << r.output;
@@ -260,7 +236,7 @@ TEST(ResumeFaults, DiskFullKeepsThePreviousCheckpointAndFollowsThePolicy) {
   EXPECT_FALSE(Exists(StepDir(run, 6) + ".tmp")) << "a failed save cleans up after itself";
   EXPECT_EQ(RunCommand(Lockstep() + " ckpt verify " + StepDir(run, 3), 60).exit_code, 0);
 
-  run = FreshDir("diskfull_stop");
+  run = RunDir("diskfull_stop");
   r = Train(1, "mlp48.pbtxt", run,
             "--max-steps 9 --set checkpoint.every_steps=3 --set checkpoint.on_failure=STOP", fault);
   EXPECT_EQ(r.exit_code, 4) << "on_failure: STOP ends with the checkpoint exit code\n" << r.output;
@@ -271,10 +247,10 @@ TEST(ResumeFaults, DiskFullKeepsThePreviousCheckpointAndFollowsThePolicy) {
 
 TEST(ResumeFaults, CheckpointOfAnotherModelIsAClearError) {
   if (!HaveDataset()) GTEST_SKIP() << "Fashion-MNIST not installed";
-  std::string run = FreshDir("other_model");
+  std::string run = RunDir("other_model");
   auto r = Train(1, "mlp48.pbtxt", run, "--max-steps 2");
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  std::string other = FreshDir("other_model_cnn");
+  std::string other = RunDir("other_model_cnn");
   r = Train(1, "cnn48.pbtxt", other, "--max-steps 2 --resume " + StepDir(run, 2));
   EXPECT_EQ(r.exit_code, 4) << r.output;
   EXPECT_NE(r.output.find("does not fit this model"), std::string::npos) << r.output;
@@ -285,7 +261,7 @@ TEST(ResumeFaults, CheckpointOfAnotherModelIsAClearError) {
 
 TEST(ResumeFaults, ChangedHyperparameterResumesWithAWarning) {
   if (!HaveDataset()) GTEST_SKIP() << "Fashion-MNIST not installed";
-  std::string run = FreshDir("changed_lr");
+  std::string run = RunDir("changed_lr");
   auto r = Train(1, "mlp48.pbtxt", run, "--max-steps 2");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   r = Train(1, "mlp48.pbtxt", run, "--max-steps 4 --set optimizer.learning_rate=0.002");
@@ -296,7 +272,7 @@ TEST(ResumeFaults, ChangedHyperparameterResumesWithAWarning) {
 
 TEST(ResumeTriggers, PreemptionSignalOnOneRankSavesEveryRankAndExitsForRequeue) {
   if (!HaveDataset()) GTEST_SKIP() << "Fashion-MNIST not installed";
-  std::string run = FreshDir("preempt");
+  std::string run = RunDir("preempt");
   // Batch 480 and 4000 steps (~10 s): long enough to signal mid-run. Periodic
   // checkpoints every 100 steps, all kept, show when training is under way.
   const std::string args =
@@ -337,7 +313,7 @@ TEST(ResumeTriggers, PreemptionSignalOnOneRankSavesEveryRankAndExitsForRequeue) 
 
 TEST(ResumeTriggers, EverySecondsAndRetention) {
   if (!HaveDataset()) GTEST_SKIP() << "Fashion-MNIST not installed";
-  std::string run = FreshDir("seconds");
+  std::string run = RunDir("seconds");
   auto r = Train(1, "mlp48.pbtxt", run,
                  "--max-steps 8 --resume none --set checkpoint.every_seconds=0.000001 --set checkpoint.keep_last=2 "
                  "--set checkpoint.keep_every_steps=3");
