@@ -22,7 +22,6 @@ namespace lockstep {
 namespace {
 
 using testing::MaxRelativeDifference;
-using testing::Mpirun;
 using testing::RunCommand;
 using testing::Exists;
 using testing::HaveDataset;
@@ -30,7 +29,6 @@ using testing::ReadBuffer;
 using testing::StepDir;
 
 std::string Lockstep() { return std::string(LOCKSTEP_TEST_BINARY_DIR) + "/bin/lockstep_cuda_emulated"; }
-std::string Recipe(const std::string& name) { return std::string(LOCKSTEP_TEST_SOURCE_DIR) + "/tests/ddp/" + name; }
 
 std::string RunDir(const std::string& name) { return testing::FreshDir("cuda_training_" + name); }
 
@@ -38,9 +36,9 @@ std::string RunDir(const std::string& name) { return testing::FreshDir("cuda_tra
 // says otherwise. OpenMPI keeps allocations until exit: no leak check under mpirun.
 testing::CommandResult Train(int ranks, const std::string& recipe, const std::string& run_dir,
                              const std::string& args, const std::string& device = "CUDA") {
-  const std::string launch = ranks > 1 ? "ASAN_OPTIONS=detect_leaks=0 " + Mpirun(ranks) : std::string();
-  return RunCommand(launch + Lockstep() + " train --quiet --config " + Recipe(recipe) + " --run-dir " +
-                        run_dir + " --set training.device=" + device + " " + args + " 2>&1",
+  const std::string env = ranks > 1 ? "ASAN_OPTIONS=detect_leaks=0 " : "";
+  return RunCommand(env + testing::TrainCommand(Lockstep(), ranks, recipe, run_dir,
+                                                "--set training.device=" + device + " " + args),
                     600);
 }
 

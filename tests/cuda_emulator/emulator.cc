@@ -7,8 +7,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
-#include <mutex>
-#include <new>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -346,7 +344,7 @@ void Launch(const char* kernel, const LaunchConfig& config, std::function<void()
     Fail(refused);
     return;
   }
-  EnqueueWork(config.stream, [kernel, config, body = std::move(body)] { RunGrid(kernel, config, body); });
+  Enqueue(config.stream, [kernel, config, body = std::move(body)] { RunGrid(kernel, config, body); });
 }
 
 void* SharedBytes(const void* key, size_t bytes, size_t alignment) {

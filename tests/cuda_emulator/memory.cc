@@ -83,13 +83,13 @@ cudaError_t Copy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, 
   const bool host_to_host = from != Where::kDevice && to != Where::kDevice;  // fully synchronous
   if (from == Where::kHost && to == Where::kDevice) {
     // cudaMemcpy: "a stream sync is performed before the copy is initiated".
-    if (blocking_call) CompleteUpTo(stream, EnqueueWork(stream, {}));
+    if (blocking_call) cudaStreamSynchronize(stream);
     auto staged = std::make_shared<std::vector<unsigned char>>(
         static_cast<const unsigned char*>(src), static_cast<const unsigned char*>(src) + bytes);
-    EnqueueWork(stream, [dst, staged] { std::memcpy(dst, staged->data(), staged->size()); });
+    Enqueue(stream, [dst, staged] { std::memcpy(dst, staged->data(), staged->size()); });
     return cudaSuccess;
   }
-  const uint64_t ticket = EnqueueWork(stream, [dst, src, bytes] { std::memcpy(dst, src, bytes); });
+  const uint64_t ticket = Enqueue(stream, [dst, src, bytes] { std::memcpy(dst, src, bytes); });
   const bool device_to_device = from == Where::kDevice && to == Where::kDevice;
   if (to == Where::kHost || host_to_host || (blocking_call && !device_to_device)) {
     CompleteUpTo(stream, ticket);
@@ -103,7 +103,7 @@ cudaError_t Memset(void* ptr, int value, size_t bytes, cudaStream_t stream) {
     std::fprintf(stderr, "lsemu: cudaMemset of %s\n", Name(Locate(ptr)));
     return Fail(cudaErrorInvalidValue);
   }
-  EnqueueWork(stream, [ptr, value, bytes] { std::memset(ptr, value, bytes); });
+  Enqueue(stream, [ptr, value, bytes] { std::memset(ptr, value, bytes); });
   return cudaSuccess;
 }
 

@@ -27,11 +27,8 @@ enum class Where { kHost, kDevice, kPinned };
 Where Locate(const void* p);
 const char* Name(Where w);
 
-// Queues work on a stream (nullptr and cudaStreamLegacy: the legacy default stream).
-// Returns the work's ticket: the stream has done it once CompletedUpTo(stream, ticket).
-uint64_t EnqueueWork(cudaStream_t stream, std::function<void()> work);
-// Runs the stream's queued work up to and including `ticket`, and whatever other
-// streams' work it waits for.
+// Runs the stream's queued work up to and including `ticket` (from Enqueue), and
+// whatever other streams' work it waits for.
 void CompleteUpTo(cudaStream_t stream, uint64_t ticket);
 // Runs every stream's queued work (cudaDeviceSynchronize, and the calls that imply it).
 void CompleteAll();

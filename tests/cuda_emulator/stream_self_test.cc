@@ -81,7 +81,9 @@ TEST(EmulatorStreamTest, AnEventWaitOrdersTwoStreamsAndItsAbsenceShows) {
     Ints x(0), y(0);
     AddOnStream(nullptr, x.ptr, kN, 5, producer.s);
     ASSERT_EQ(cudaEventRecord(produced.e, producer.s), cudaSuccess);
-    if (wait) ASSERT_EQ(cudaStreamWaitEvent(consumer.s, produced.e, 0), cudaSuccess);
+    if (wait) {
+      ASSERT_EQ(cudaStreamWaitEvent(consumer.s, produced.e, 0), cudaSuccess);
+    }
     AddOnStream(x.ptr, y.ptr, kN, 1, consumer.s);
     ASSERT_EQ(cudaStreamSynchronize(consumer.s), cudaSuccess);
     EXPECT_EQ(y.Read(), All(wait ? 6 : 1));

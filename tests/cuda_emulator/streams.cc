@@ -133,7 +133,7 @@ void RunUpTo(Queue& q, uint64_t ticket) {
 
 }  // namespace
 
-uint64_t EnqueueWork(cudaStream_t stream, std::function<void()> work) {
+uint64_t Enqueue(cudaStream_t stream, std::function<void()> work) {
   std::lock_guard<std::recursive_mutex> lock(Mutex());
   return Submit(QueueOf(stream), Operation{std::move(work), nullptr, 0});
 }
@@ -151,8 +151,6 @@ void CompleteAll() {
   auto& live = LiveQueues();
   live.erase(std::remove_if(live.begin(), live.end(), [](const auto& q) { return q->destroyed; }), live.end());
 }
-
-void Enqueue(CUstream_st* stream, std::function<void()> work) { EnqueueWork(stream, std::move(work)); }
 
 namespace {
 // Skipped if another thread is inside the emulator as the process exits.

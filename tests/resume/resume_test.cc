@@ -33,7 +33,6 @@ using testing::ReadBuffer;
 using testing::StepDir;
 
 std::string Lockstep() { return std::string(LOCKSTEP_TEST_BINARY_DIR) + "/bin/lockstep"; }
-std::string Recipe(const std::string& name) { return std::string(LOCKSTEP_TEST_SOURCE_DIR) + "/tests/ddp/" + name; }
 
 // This suite's run directories.
 std::string RunDir(const std::string& name) { return testing::FreshDir("resume_" + name); }
@@ -41,9 +40,7 @@ std::string RunDir(const std::string& name) { return testing::FreshDir("resume_"
 // `lockstep train` on `ranks` ranks (1: no mpirun); returns the command's result.
 testing::CommandResult Train(int ranks, const std::string& recipe, const std::string& run_dir,
                              const std::string& args, const std::string& env = "") {
-  std::string cmd = env + " " + (ranks > 1 ? Mpirun(ranks) : std::string()) + Lockstep() + " train --quiet --config " +
-                    Recipe(recipe) + " --run-dir " + run_dir + " " + args + " 2>&1";
-  return RunCommand(cmd, 600);
+  return RunCommand(env + " " + testing::TrainCommand(Lockstep(), ranks, recipe, run_dir, args), 600);
 }
 
 
@@ -153,7 +150,7 @@ TEST(ResumeFaults, KillNineMidSaveKeepsThePreviousCheckpoint) {
   // Rank 1 writes slowly, so the second save (step 6) is still writing when rank 1
   // is killed; the first (step 3) has committed by then.
   std::string cmd = "LOCKSTEP_CKPT_FAULT=rank=1,write_delay_ms=700 " + Mpirun(2) + " -x LOCKSTEP_CKPT_FAULT " +
-                    Lockstep() + " train --quiet --config " + Recipe("mlp48.pbtxt") + " --run-dir " + run +
+                    Lockstep() + " train --quiet --config " + testing::DdpRecipe("mlp48.pbtxt") + " --run-dir " + run +
                     " --max-steps 6 --set checkpoint.every_steps=3 > " + run + ".log 2>&1 & echo started";
   RunCommand("mkdir -p " + run + " && " + cmd, 30);
   const std::string tmp = StepDir(run, 6) + ".tmp";
@@ -279,7 +276,7 @@ TEST(ResumeTriggers, PreemptionSignalOnOneRankSavesEveryRankAndExitsForRequeue) 
       "--set training.epochs=40 --set training.global_batch_size=480 --set checkpoint.every_steps=100 "
       "--set checkpoint.keep_every_steps=100 --max-steps 4000";
   RunCommand("mkdir -p " + run + " && (" + Mpirun(2) + Lockstep() + " train --quiet --config " +
-                 Recipe("mlp48.pbtxt") + " --run-dir " + run + " " + args + " > " + run +
+                 testing::DdpRecipe("mlp48.pbtxt") + " --run-dir " + run + " " + args + " > " + run +
                  ".log 2>&1; echo $? > " + run + ".rc) > /dev/null 2>&1 & echo started",  // off our pipe
              30);
   // Once training has saved its first checkpoint, SIGUSR1 to one rank only (a

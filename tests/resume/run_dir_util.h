@@ -1,6 +1,7 @@
 // Helpers of the tests that run `lockstep train` and read the checkpoints it wrote
-// (tests/resume, tests/cuda_emulator): fresh run directories, step directories and
-// checkpoint buffers. Test-only, header-only.
+// (tests/resume, tests/cuda_emulator): the command, fresh run directories, step
+// directories and checkpoint buffers. Test-only, header-only; needs
+// LOCKSTEP_TEST_SOURCE_DIR.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -27,6 +28,19 @@ inline std::string FreshDir(const std::string& name) {
   std::string dir = ::testing::TempDir() + "/" + name + "_" + std::to_string(getpid());
   RunCommand("rm -rf '" + dir + "'", 30);
   return dir;
+}
+
+// A recipe of tests/ddp (the small models of the equivalence and resume tests).
+inline std::string DdpRecipe(const std::string& name) {
+  return std::string(LOCKSTEP_TEST_SOURCE_DIR) + "/tests/ddp/" + name;
+}
+
+// `binary train` (a lockstep build) of tests/ddp/`recipe` on `ranks` ranks (1: no
+// mpirun) in `run_dir`, quiet, output and errors together: a shell command.
+inline std::string TrainCommand(const std::string& binary, int ranks, const std::string& recipe,
+                                const std::string& run_dir, const std::string& args) {
+  return (ranks > 1 ? Mpirun(ranks) : std::string()) + binary + " train --quiet --config " + DdpRecipe(recipe) +
+         " --run-dir " + run_dir + " " + args + " 2>&1";
 }
 
 inline std::string StepDir(const std::string& run, int64_t step) {
