@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/cuda_emulator/runtime_internal.h"
+
 struct cublasLtContext {
   int live = 1;
 };
@@ -118,9 +120,7 @@ float TypedValue(const void* p, cudaDataType_t type, uint64_t index, bool tf32) 
     return __bfloat162float(__ushort_as_bfloat16(static_cast<const unsigned short*>(p)[index]));
   }
   const float f = static_cast<const float*>(p)[index];
-  if (!tf32 || !std::isfinite(f)) return f;
-  // Round to nearest, ties away: 10 mantissa bits.
-  return lsemu::BitCast<float>((lsemu::BitCast<uint32_t>(f) + 0x1000u) & ~0x1fffu);
+  return tf32 ? lsemu::RoundToTf32(f) : f;
 }
 
 // `outer` runs of k values of a column-major operand, contiguous: element (o, l) is at

@@ -1,11 +1,12 @@
 // `lockstep train --set training.device=CUDA` end to end on the CUDA emulator
 // (bin/lockstep_cuda_emulated: the lockstep sources over the emulated runtime), with
 // real files and real processes: checkpoints staged from device memory, resume into
-// device memory, gradients of several ranks through host memory under mpirun. What a
+// device memory, gradients of several ranks under mpirun. What a
 // GPU run of the same commands must also show, checked here on every CI run:
 // - stop and resume is bitwise the uninterrupted run;
 // - the CUDA run matches the CPU backend's;
-// - 2 ranks, then 3 ranks resuming their checkpoint, match the single-rank run.
+// - 2 ranks, then 3 ranks resuming their checkpoint, match the single-rank run, with
+//   gradients through host memory or over NCCL.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -102,15 +103,24 @@ TEST(CudaTraining, MatchesTheCpuBackend) {
   }
 }
 
-TEST(CudaTraining, TwoThenThreeRanksMatchTheSingleRankRun) {
+// The gradients of several ranks through host memory and MPI (the default), or over
+// NCCL (the emulated one: include/nccl.h), which the one GPU of a lent machine cannot
+// run with more than one rank.
+class CudaRanks : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(CudaRanks, TwoThenThreeRanksMatchTheSingleRankRun) {
   if (!HaveDataset()) GTEST_SKIP() << "Fashion-MNIST not installed";
   const int k = 3;
-  const std::string common = "--max-steps " + std::to_string(2 * k);
-  const std::string straight = RunDir("ranks_straight"), run = RunDir("ranks_run");
-  auto r = Train(1, "mlp48.pbtxt", straight, common);
+  const std::string collectives = GetParam();
+  const std::string common = "--max-steps " + std::to_string(2 * k) +
+                             " --set distributed.device_collectives=" + collectives;
+  const std::string straight = RunDir("ranks_straight_" + collectives), run = RunDir("ranks_run_" + collectives);
+  auto r = Train(1, "mlp48.pbtxt", straight, "--max-steps " + std::to_string(2 * k));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   r = Train(2, "mlp48.pbtxt", run, common + " --stop-at-step " + std::to_string(k));
   ASSERT_EQ(r.exit_code, 0) << r.output;
+  const bool over_nccl = r.output.find("gradients and parameters over NCCL") != std::string::npos;
+  EXPECT_EQ(over_nccl, collectives == "NCCL") << r.output;
   r = Train(3, "mlp48.pbtxt", run, common);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("saved by 2 rank(s), now 3"), std::string::npos) << r.output;
@@ -120,9 +130,12 @@ TEST(CudaTraining, TwoThenThreeRanksMatchTheSingleRankRun) {
     ASSERT_EQ(a.size(), b.size()) << buffer;
     const double rel = MaxRelativeDifference(b, a);
     EXPECT_LE(rel, 1e-5) << buffer;
-    std::printf("[cuda-emulated] 2 then 3 ranks vs 1, %s: max relative difference %.3g\n", buffer, rel);
+    std::printf("[cuda-emulated] 2 then 3 ranks (%s) vs 1, %s: max relative difference %.3g\n",
+                collectives.c_str(), buffer, rel);
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Collectives, CudaRanks, ::testing::Values("MPI_HOST_STAGED", "NCCL"));
 
 }  // namespace
 }  // namespace lockstep

@@ -118,6 +118,15 @@ Where Locate(const void* p) {
   return v < it->first + std::max<size_t>(it->second.bytes, 1) ? it->second.where : Where::kHost;
 }
 
+bool InOneAllocation(const void* p, size_t bytes) {
+  const auto v = reinterpret_cast<uintptr_t>(p);
+  std::lock_guard<std::mutex> lock(registry_mutex);
+  auto it = Registry().upper_bound(v);
+  if (it == Registry().begin()) return false;
+  --it;
+  return v >= it->first && bytes <= it->second.bytes && v - it->first <= it->second.bytes - bytes;
+}
+
 const char* Name(Where w) {
   return w == Where::kDevice ? "device memory" : w == Where::kPinned ? "pinned host memory" : "host memory";
 }

@@ -26,6 +26,16 @@ enum class Where { kHost, kDevice, kPinned };
 // Where p points: into a live cudaMalloc / cudaMallocHost block, or anywhere else (host).
 Where Locate(const void* p);
 const char* Name(Where w);
+// Whether [p, p + bytes) lies inside one live cudaMalloc / cudaMallocHost block (for
+// libraries that take a pointer and a size: the emulated cuDNN).
+bool InOneAllocation(const void* p, size_t bytes);
+
+// x rounded to TF32 (10 mantissa bits, to nearest, ties away from zero), as tensor cores
+// take fp32 inputs; infinities and NaN pass unchanged.
+inline float RoundToTf32(float x) {
+  if (!(x - x == 0.0f)) return x;  // inf or NaN
+  return BitCast<float>((BitCast<uint32_t>(x) + 0x1000u) & ~0x1fffu);
+}
 
 // Runs the stream's queued work up to and including `ticket` (from Enqueue), and
 // whatever other streams' work it waits for.

@@ -72,7 +72,7 @@ LaunchConfig Config(dim3 grid, dim3 block, size_t dynamic_shared_bytes = 0,
 void Launch(const char* kernel, const LaunchConfig& config, std::function<void()> body);
 
 // Queues work on a stream (nullptr: the legacy default stream), for library calls
-// that take a stream (the emulated cuBLASLt and CUB) and the runtime's own calls.
+// that take a stream (the emulated cuBLASLt, cuDNN, NCCL and CUB) and the runtime's own calls.
 // Returns the work's ticket, for the emulator's CompleteUpTo.
 uint64_t Enqueue(CUstream_st* stream, std::function<void()> work);
 
