@@ -15,9 +15,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
-#include <mutex>
 #include <random>
-#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -73,39 +71,21 @@ cudnnStatus_t Refuse(cudnnStatus_t status, const char* call, const std::string& 
   return status;
 }
 
-// Handles and descriptors alive now: using any other pointer as one is a caller's bug.
-std::mutex live_mutex;
-std::set<const void*>& Live() {
-  static auto* live = new std::set<const void*>();
-  return *live;
-}
-
 template <typename T>
 cudnnStatus_t Create(T** out) {
   if (out == nullptr) return Refuse(CUDNN_STATUS_BAD_PARAM_NULL_POINTER, "cudnnCreate*", "null output");
   *out = new T();
-  std::lock_guard<std::mutex> lock(live_mutex);
-  Live().insert(*out);
+  lsemu::RegisterHandle(*out);
   return CUDNN_STATUS_SUCCESS;
 }
 
-void RequireLive(const void* p, const char* call, const char* what) {
-  std::lock_guard<std::mutex> lock(live_mutex);
-  if (Live().count(p) == 0) {
-    std::ostringstream s;
-    s << call << ": " << what << " " << p << " was never created or is already destroyed";
-    lsemu::Die(s.str());
-  }
-}
+void RequireLive(const void* p, const char* call, const char* what) { lsemu::RequireHandle(p, call, what); }
 
 template <typename T>
 cudnnStatus_t Destroy(T* p, const char* call) {
   if (p == nullptr) return CUDNN_STATUS_SUCCESS;
   RequireLive(p, call, "the object");
-  {
-    std::lock_guard<std::mutex> lock(live_mutex);
-    Live().erase(p);
-  }
+  lsemu::ForgetHandle(p);
   delete p;
   return CUDNN_STATUS_SUCCESS;
 }

@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <vector>
 
@@ -125,6 +126,37 @@ bool InOneAllocation(const void* p, size_t bytes) {
   if (it == Registry().begin()) return false;
   --it;
   return v >= it->first && bytes <= it->second.bytes && v - it->first <= it->second.bytes - bytes;
+}
+
+namespace {
+std::mutex handles_mutex;
+std::set<const void*>& Handles() {
+  static auto* handles = new std::set<const void*>();
+  return *handles;
+}
+}  // namespace
+
+void RegisterHandle(const void* handle) {
+  std::lock_guard<std::mutex> lock(handles_mutex);
+  Handles().insert(handle);
+}
+
+void ForgetHandle(const void* handle) {
+  std::lock_guard<std::mutex> lock(handles_mutex);
+  Handles().erase(handle);
+}
+
+void RequireHandle(const void* handle, const char* call, const char* what) {
+  bool live = false;
+  {
+    std::lock_guard<std::mutex> lock(handles_mutex);
+    live = Handles().count(handle) > 0;
+  }
+  if (!live) {
+    std::ostringstream s;
+    s << call << ": " << what << " " << handle << " was never created or is already destroyed";
+    Die(s.str());
+  }
 }
 
 const char* Name(Where w) {

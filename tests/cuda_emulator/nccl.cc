@@ -10,7 +10,6 @@
 #include <cstring>
 #include <mutex>
 #include <random>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -37,30 +36,15 @@ ncclResult_t Refuse(ncclResult_t result, const char* call, const std::string& wh
   return result;
 }
 
-std::mutex live_mutex;
-std::set<const ncclComm*>& Live() {
-  static auto* live = new std::set<const ncclComm*>();
-  return *live;
-}
-
-void RequireLive(const ncclComm* comm, const char* call) {
-  std::lock_guard<std::mutex> lock(live_mutex);
-  if (Live().count(comm) == 0) {
-    lsemu::Die(std::string(call) + ": communicator was never created or is already destroyed");
-  }
-}
+void RequireLive(const ncclComm* comm, const char* call) { lsemu::RequireHandle(comm, call, "communicator"); }
 
 ncclComm* Register(ncclComm* comm) {
-  std::lock_guard<std::mutex> lock(live_mutex);
-  Live().insert(comm);
+  lsemu::RegisterHandle(comm);
   return comm;
 }
 
 void Forget(ncclComm* comm) {
-  {
-    std::lock_guard<std::mutex> lock(live_mutex);
-    Live().erase(comm);
-  }
+  lsemu::ForgetHandle(comm);
   delete comm;
 }
 

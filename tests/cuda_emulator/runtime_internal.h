@@ -30,6 +30,13 @@ const char* Name(Where w);
 // libraries that take a pointer and a size: the emulated cuDNN).
 bool InOneAllocation(const void* p, size_t bytes);
 
+// The handles and descriptors an emulated library hands out (cuDNN's, NCCL's): using
+// one that was never created or is already destroyed is the caller's bug, and fatal.
+void RegisterHandle(const void* handle);
+void ForgetHandle(const void* handle);
+// Dies naming `call` and `what` unless handle is registered.
+void RequireHandle(const void* handle, const char* call, const char* what);
+
 // x rounded to TF32 (10 mantissa bits, to nearest, ties away from zero), as tensor cores
 // take fp32 inputs; infinities and NaN pass unchanged.
 inline float RoundToTf32(float x) {
