@@ -12,8 +12,7 @@
 // (ncclGroupStart/End) run in issue order at the outermost ncclGroupEnd.
 //
 // Communicators: one rank needs no MPI. More than one rank must be all of
-// MPI_COMM_WORLD (MPI initialised with MPI_THREAD_MULTIPLE or lower, as the caller set
-// it up), one process per rank; ncclCommInitRankConfig checks that every rank passed
+// MPI_COMM_WORLD (MPI initialised by the caller), one process per rank; ncclCommInitRankConfig checks that every rank passed
 // the same unique id and a distinct rank. Non-blocking communicators
 // (config.blocking = 0) answer creation, splitting and finalisation with
 // ncclInProgress, and ncclCommGetAsyncError reports ncclInProgress once before
@@ -22,7 +21,7 @@
 // Checks: the communicator is live and ready; send and receive buffers lie in
 // cudaMalloc'd memory with room for the counts given; type, operation and root are
 // valid. A refusal prints why and leaves it for ncclGetLastError. Not emulated:
-// ncclAvg, ncclProd, half types, NCCL_SPLIT_NOCOLOR, anything about timing or
+// ncclAvg, half and bf16 types, NCCL_SPLIT_NOCOLOR, anything about timing or
 // transports.
 #pragma once
 
