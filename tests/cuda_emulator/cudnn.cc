@@ -118,6 +118,15 @@ int OutputSize(int in, int pad, int filter, int stride, int dilation) {
   return room < 0 ? 0 : static_cast<int>(room / stride + 1);
 }
 
+// The output's (n, c, h, w) for input x and filter w; h or w is 0 if the filter does not
+// fit in the padded input.
+std::array<int, 4> OutputDims(const cudnnTensorStruct& x, const cudnnFilterStruct& w,
+                              const cudnnConvolutionStruct& conv) {
+  return {x.g.dim[0], w.g.dim[0],
+          OutputSize(x.g.dim[2], conv.pad[0], w.g.dim[2], conv.stride[0], conv.dilation[0]),
+          OutputSize(x.g.dim[3], conv.pad[1], w.g.dim[3], conv.stride[1], conv.dilation[1])};
+}
+
 cudnnStatus_t CheckInputs(const char* call, cudnnTensorDescriptor_t x, cudnnFilterDescriptor_t w,
                           cudnnConvolutionDescriptor_t conv) {
   RequireLive(x, call, "tensor descriptor");
@@ -143,10 +152,8 @@ cudnnStatus_t MakeProblem(const char* call, cudnnHandle_t handle, cudnnTensorDes
   if (const cudnnStatus_t st = CheckInputs(call, x, w, conv); st != CUDNN_STATUS_SUCCESS) return st;
   if (!y->set) return Refuse(CUDNN_STATUS_BAD_PARAM, call, "the output descriptor was never set");
   if (y->type != CUDNN_DATA_FLOAT) return Refuse(CUDNN_STATUS_NOT_SUPPORTED_DATA_TYPE, call, "output not float");
-  const int out_h = OutputSize(x->g.dim[2], conv->pad[0], w->g.dim[2], conv->stride[0], conv->dilation[0]);
-  const int out_w = OutputSize(x->g.dim[3], conv->pad[1], w->g.dim[3], conv->stride[1], conv->dilation[1]);
-  const std::array<int, 4> want = {x->g.dim[0], w->g.dim[0], out_h, out_w};
-  if (out_h == 0 || out_w == 0 || y->g.dim != want) {
+  const std::array<int, 4> want = OutputDims(*x, *w, *conv);
+  if (want[2] == 0 || want[3] == 0 || y->g.dim != want) {
     std::ostringstream s;
     s << "output descriptor " << y->g.dim[0] << "x" << y->g.dim[1] << "x" << y->g.dim[2] << "x"
       << y->g.dim[3] << " (n, c, h, w), the convolution gives " << want[0] << "x" << want[1] << "x"
@@ -251,12 +258,19 @@ cudnnStatus_t Heuristics(const char* call, Pass pass, const Problem& p, cudnnMat
   return CUDNN_STATUS_SUCCESS;
 }
 
-cudnnStatus_t WorkspaceQuery(const char* call, Pass pass, const Problem& p, int algo, size_t* bytes) {
-  if (bytes == nullptr) return Refuse(CUDNN_STATUS_BAD_PARAM_NULL_POINTER, call, "null output");
-  const Algorithm* a = Find(pass, algo);
-  if (const cudnnStatus_t st = Usable(a, p); st != CUDNN_STATUS_SUCCESS) {
+// The algorithm `algo` of the pass, if the emulator offers it for p; else a refusal.
+cudnnStatus_t Choose(const char* call, Pass pass, const Problem& p, int algo, const Algorithm** chosen) {
+  *chosen = Find(pass, algo);
+  if (const cudnnStatus_t st = Usable(*chosen, p); st != CUDNN_STATUS_SUCCESS) {
     return Refuse(st, call, "algorithm " + std::to_string(algo) + " is not offered for this problem");
   }
+  return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t WorkspaceQuery(const char* call, Pass pass, const Problem& p, int algo, size_t* bytes) {
+  if (bytes == nullptr) return Refuse(CUDNN_STATUS_BAD_PARAM_NULL_POINTER, call, "null output");
+  const Algorithm* a = nullptr;
+  if (const cudnnStatus_t st = Choose(call, pass, p, algo, &a); st != CUDNN_STATUS_SUCCESS) return st;
   *bytes = WorkspaceOf(*a, p);
   return CUDNN_STATUS_SUCCESS;
 }
@@ -398,14 +412,24 @@ void CheckOperand(const char* call, const char* name, const void* ptr, const Geo
   }
 }
 
+// Each pass's operands (in1, in2, out of Operands): their names and which of the
+// problem's geometries describes them.
+struct OperandRoles {
+  const char* name[3];
+  Geometry Problem::*geometry[3];
+};
+const OperandRoles& RolesOf(Pass pass) {
+  static const OperandRoles forward{{"x", "w", "y"}, {&Problem::x, &Problem::w, &Problem::y}};
+  static const OperandRoles backward_data{{"dy", "w", "dx"}, {&Problem::y, &Problem::w, &Problem::x}};
+  static const OperandRoles backward_filter{{"x", "dy", "dw"}, {&Problem::x, &Problem::y, &Problem::w}};
+  return pass == Pass::kForward ? forward : pass == Pass::kBackwardData ? backward_data : backward_filter;
+}
+
 cudnnStatus_t Execute(const char* call, cudnnHandle_t handle, Pass pass, int algo, const Problem& p,
-                      const void* alpha, const void* beta, const void* in1, const Geometry& in1_g,
-                      const void* in2, const Geometry& in2_g, void* out, const Geometry& out_g,
+                      const void* alpha, const void* beta, const void* in1, const void* in2, void* out,
                       void* workspace, size_t workspace_bytes) {
-  const Algorithm* a = Find(pass, algo);
-  if (const cudnnStatus_t st = Usable(a, p); st != CUDNN_STATUS_SUCCESS) {
-    return Refuse(st, call, "algorithm " + std::to_string(algo) + " is not offered for this problem");
-  }
+  const Algorithm* a = nullptr;
+  if (const cudnnStatus_t st = Choose(call, pass, p, algo, &a); st != CUDNN_STATUS_SUCCESS) return st;
   const size_t need = WorkspaceOf(*a, p);
   if (workspace_bytes < need) {
     return Refuse(CUDNN_STATUS_BAD_PARAM, call,
@@ -421,11 +445,9 @@ cudnnStatus_t Execute(const char* call, cudnnHandle_t handle, Pass pass, int alg
       return Refuse(CUDNN_STATUS_BAD_PARAM_MISALIGNED_POINTER, call, "a data pointer not float-aligned");
     }
   }
-  const char* names[3][3] = {{"x", "w", "y"}, {"dy", "w", "dx"}, {"x", "dy", "dw"}};
-  const auto* name = names[static_cast<int>(pass)];
-  CheckOperand(call, name[0], in1, in1_g);
-  CheckOperand(call, name[1], in2, in2_g);
-  CheckOperand(call, name[2], out, out_g);
+  const OperandRoles& roles = RolesOf(pass);
+  const void* operands[3] = {in1, in2, out};
+  for (int i = 0; i < 3; ++i) CheckOperand(call, roles.name[i], operands[i], p.*roles.geometry[i]);
   if (need > 0 && !lsemu::InOneAllocation(workspace, need)) {
     lsemu::Die(std::string(call) + ": the workspace's " + std::to_string(need) +
                " bytes are not inside one block from cudaMalloc");
@@ -576,13 +598,12 @@ cudnnStatus_t cudnnGetConvolution2dForwardOutputDim(const cudnnConvolutionDescri
   if (n == nullptr || c == nullptr || h == nullptr || width == nullptr) {
     return Refuse(CUDNN_STATUS_BAD_PARAM_NULL_POINTER, call, "null output");
   }
-  const int out_h = OutputSize(x->g.dim[2], conv->pad[0], w->g.dim[2], conv->stride[0], conv->dilation[0]);
-  const int out_w = OutputSize(x->g.dim[3], conv->pad[1], w->g.dim[3], conv->stride[1], conv->dilation[1]);
-  if (out_h == 0 || out_w == 0) return Refuse(CUDNN_STATUS_BAD_PARAM, call, "the filter is larger than the padded input");
-  *n = x->g.dim[0];
-  *c = w->g.dim[0];
-  *h = out_h;
-  *width = out_w;
+  const std::array<int, 4> out = OutputDims(*x, *w, *conv);
+  if (out[2] == 0 || out[3] == 0) return Refuse(CUDNN_STATUS_BAD_PARAM, call, "the filter is larger than the padded input");
+  *n = out[0];
+  *c = out[1];
+  *h = out[2];
+  *width = out[3];
   return CUDNN_STATUS_SUCCESS;
 }
 
@@ -631,8 +652,7 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t handle, const void* alpha,
                                       const cudnnTensorDescriptor_t y_desc, void* y) {
   const char* call = "cudnnConvolutionForward";
   LSEMU_CUDNN_PROBLEM(call, x_desc, w_desc, conv, y_desc);
-  return Execute(call, handle, Pass::kForward, algo, p, alpha, beta, x, p.x, w, p.w, y, p.y,
-                 workspace, workspace_bytes);
+  return Execute(call, handle, Pass::kForward, algo, p, alpha, beta, x, w, y, workspace, workspace_bytes);
 }
 
 cudnnStatus_t cudnnGetConvolutionBackwardDataAlgorithmMaxCount(cudnnHandle_t handle, int* count) {
@@ -664,8 +684,8 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t handle, const void* alp
                                            const cudnnTensorDescriptor_t dx_desc, void* dx) {
   const char* call = "cudnnConvolutionBackwardData";
   LSEMU_CUDNN_PROBLEM(call, dx_desc, w_desc, conv, dy_desc);
-  return Execute(call, handle, Pass::kBackwardData, algo, p, alpha, beta, dy, p.y, w, p.w, dx, p.x,
-                 workspace, workspace_bytes);
+  return Execute(call, handle, Pass::kBackwardData, algo, p, alpha, beta, dy, w, dx, workspace,
+                 workspace_bytes);
 }
 
 cudnnStatus_t cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(cudnnHandle_t handle, int* count) {
@@ -697,6 +717,6 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t handle, const void* a
                                              const cudnnFilterDescriptor_t dw_desc, void* dw) {
   const char* call = "cudnnConvolutionBackwardFilter";
   LSEMU_CUDNN_PROBLEM(call, x_desc, dw_desc, conv, dy_desc);
-  return Execute(call, handle, Pass::kBackwardFilter, algo, p, alpha, beta, x, p.x, dy, p.y, dw, p.w,
-                 workspace, workspace_bytes);
+  return Execute(call, handle, Pass::kBackwardFilter, algo, p, alpha, beta, x, dy, dw, workspace,
+                 workspace_bytes);
 }

@@ -110,22 +110,32 @@ cudaError_t Memset(void* ptr, int value, size_t bytes, cudaStream_t stream) {
 
 }  // namespace
 
+namespace {
+// The live block that starts at or before v (v need not be inside it), or null; the
+// caller holds registry_mutex.
+const Allocation* BlockAtOrBefore(uintptr_t v, uintptr_t* start) {
+  auto it = Registry().upper_bound(v);
+  if (it == Registry().begin()) return nullptr;
+  --it;
+  *start = it->first;
+  return &it->second;
+}
+}  // namespace
+
 Where Locate(const void* p) {
   const auto v = reinterpret_cast<uintptr_t>(p);
   std::lock_guard<std::mutex> lock(registry_mutex);
-  auto it = Registry().upper_bound(v);
-  if (it == Registry().begin()) return Where::kHost;
-  --it;
-  return v < it->first + std::max<size_t>(it->second.bytes, 1) ? it->second.where : Where::kHost;
+  uintptr_t start = 0;
+  const Allocation* block = BlockAtOrBefore(v, &start);
+  return block != nullptr && v - start < std::max<size_t>(block->bytes, 1) ? block->where : Where::kHost;
 }
 
 bool InOneAllocation(const void* p, size_t bytes) {
   const auto v = reinterpret_cast<uintptr_t>(p);
   std::lock_guard<std::mutex> lock(registry_mutex);
-  auto it = Registry().upper_bound(v);
-  if (it == Registry().begin()) return false;
-  --it;
-  return v >= it->first && bytes <= it->second.bytes && v - it->first <= it->second.bytes - bytes;
+  uintptr_t start = 0;
+  const Allocation* block = BlockAtOrBefore(v, &start);
+  return block != nullptr && bytes <= block->bytes && v - start <= block->bytes - bytes;
 }
 
 namespace {

@@ -158,7 +158,10 @@ ncclResult_t Check(const Collective& c) {
   return ncclSuccess;
 }
 
-// Reads the inputs as the stream may see them, exchanges them, queues the result.
+// Reads the inputs as the stream may see them, exchanges them, queues the result. An
+// empty operation queued on the stream, not cudaStreamSynchronize, marks where the
+// collective stands: a new operation on a blocking stream also waits for the legacy
+// stream's earlier work, which the stream's queued work alone may not.
 void Run(const Collective& c) {
   lsemu::CompleteUpTo(c.stream, lsemu::Enqueue(c.stream, [] {}));
   const size_t elem = SizeOf(c.type);
