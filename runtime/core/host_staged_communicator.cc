@@ -38,6 +38,7 @@ class StagedHandle : public CommHandle {
     if (copied_) return;
     copied_ = true;
     if (copy_back_) copy_back_();
+    copy_back_ = nullptr;  // hands the host block back to the pool for the next collective
   }
 
   std::shared_ptr<CommHandle> inner_;
@@ -53,7 +54,7 @@ size_t Bytes(int64_t count, DataType dtype) {
 }  // namespace
 
 HostStagedCommunicator::HostStagedCommunicator(comm::Communicator* inner, Backend* backend)
-    : inner_(inner), backend_(backend) {
+    : inner_(inner), backend_(backend), staging_(backend) {
   LS_CHECK(inner_ != nullptr && backend_ != nullptr) << "HostStagedCommunicator: null argument";
   set_default_deadline(inner_->default_deadline());
 }
@@ -76,25 +77,25 @@ Result<std::unique_ptr<comm::Communicator>> HostStagedCommunicator::Duplicate(st
 std::shared_ptr<CommHandle> HostStagedCommunicator::DoAllReduce(void* buf, int64_t count, DataType dtype,
                                                                 comm::ReduceOp op, comm::CollectiveTag tag) {
   const size_t bytes = Bytes(count, dtype);
-  auto host = std::make_shared<std::vector<char>>(bytes);
-  backend_->CopyToHost(host->data(), buf, bytes);
+  auto host = staging_.Acquire(bytes);
+  backend_->CopyToHost(host.get(), buf, bytes);
   auto handle = std::make_shared<StagedHandle>([this, buf, host, bytes] {
-    backend_->CopyFromHost(buf, host->data(), bytes);
+    backend_->CopyFromHost(buf, host.get(), bytes);
   });
-  handle->set_inner(inner_->AllReduce(host->data(), count, dtype, op, std::move(tag)));
+  handle->set_inner(inner_->AllReduce(host.get(), count, dtype, op, std::move(tag)));
   return handle;
 }
 
 std::shared_ptr<CommHandle> HostStagedCommunicator::DoBroadcast(void* buf, int64_t count, DataType dtype, int root,
                                                                 comm::CollectiveTag tag) {
   const size_t bytes = Bytes(count, dtype);
-  auto host = std::make_shared<std::vector<char>>(bytes);
+  auto host = staging_.Acquire(bytes);
   // Only the root's bytes travel; the others' copy is overwritten.
-  if (rank() == root) backend_->CopyToHost(host->data(), buf, bytes);
+  if (rank() == root) backend_->CopyToHost(host.get(), buf, bytes);
   auto handle = std::make_shared<StagedHandle>([this, buf, host, bytes, root] {
-    if (rank() != root) backend_->CopyFromHost(buf, host->data(), bytes);
+    if (rank() != root) backend_->CopyFromHost(buf, host.get(), bytes);
   });
-  handle->set_inner(inner_->Broadcast(host->data(), count, dtype, root, std::move(tag)));
+  handle->set_inner(inner_->Broadcast(host.get(), count, dtype, root, std::move(tag)));
   return handle;
 }
 
@@ -115,12 +116,12 @@ std::shared_ptr<CommHandle> HostStagedCommunicator::DoAllGatherV(const void* sen
   const size_t own_bytes = Bytes(counts_per_rank[static_cast<size_t>(rank())], dtype);
   // The host recv block of this rank doubles as the host send buffer (in place on
   // the host whatever the caller's layout), filled from the device send.
-  auto host = std::make_shared<std::vector<char>>(recv_bytes);
-  backend_->CopyToHost(host->data() + own_offset, send, own_bytes);
+  auto host = staging_.Acquire(recv_bytes);
+  backend_->CopyToHost(host.get() + own_offset, send, own_bytes);
   auto handle = std::make_shared<StagedHandle>([this, recv, host, recv_bytes] {
-    backend_->CopyFromHost(recv, host->data(), recv_bytes);
+    backend_->CopyFromHost(recv, host.get(), recv_bytes);
   });
-  handle->set_inner(inner_->AllGatherV(host->data() + own_offset, host->data(), counts_per_rank, dtype,
+  handle->set_inner(inner_->AllGatherV(host.get() + own_offset, host.get(), counts_per_rank, dtype,
                                        std::move(tag)));
   return handle;
 }
@@ -136,12 +137,12 @@ std::shared_ptr<CommHandle> HostStagedCommunicator::DoReduceScatter(const void* 
   const size_t own_bytes = Bytes(counts_per_rank[static_cast<size_t>(rank())], dtype);
   // Reduced in place on the host; only this rank's block goes back, to recv (which
   // may lie inside send on the device: the other blocks are clobbered either way).
-  auto host = std::make_shared<std::vector<char>>(send_bytes);
-  backend_->CopyToHost(host->data(), send, send_bytes);
+  auto host = staging_.Acquire(send_bytes);
+  backend_->CopyToHost(host.get(), send, send_bytes);
   auto handle = std::make_shared<StagedHandle>([this, recv, host, own_offset, own_bytes] {
-    backend_->CopyFromHost(recv, host->data() + own_offset, own_bytes);
+    backend_->CopyFromHost(recv, host.get() + own_offset, own_bytes);
   });
-  handle->set_inner(inner_->ReduceScatter(host->data(), host->data() + own_offset, counts_per_rank, dtype, op,
+  handle->set_inner(inner_->ReduceScatter(host.get(), host.get() + own_offset, counts_per_rank, dtype, op,
                                           std::move(tag)));
   return handle;
 }

@@ -2,7 +2,9 @@
 // live on a device backend (CUDA). Each collective copies its device inputs into a
 // host buffer the handle owns, runs the wrapped collective on the host copies, and
 // copies the received data back to the device when the handle is found complete.
-// NCCL, which reads device memory itself, needs no staging.
+// The host buffers are page-locked on a GPU (Backend::AllocateHost) and reused from
+// step to step (HostStagingPool). NCCL, which reads device memory itself, needs no
+// staging.
 //
 // Threading: issue, Wait and Test on the backend's thread (the training thread):
 // the copies go through the backend, which is single-threaded. Buffers are as in
@@ -16,6 +18,7 @@
 
 #include "runtime/comm/communicator.h"
 #include "runtime/core/backend.h"
+#include "runtime/core/host_staging_pool.h"
 
 namespace lockstep {
 
@@ -32,6 +35,8 @@ class HostStagedCommunicator : public comm::Communicator {
   [[noreturn]] void Abort(const std::string& reason, int exit_code = 1) override;
   // A staged wrapper owning the inner communicator's duplicate.
   Result<std::unique_ptr<comm::Communicator>> Duplicate(std::string name) override;
+  // The host buffers the collectives staged through (see HostStagingPool).
+  HostStagingStats staging_stats() const { return staging_.stats(); }
 
  protected:
   std::shared_ptr<comm::CommHandle> DoAllReduce(void* buf, int64_t count, comm::DataType dtype,
@@ -53,6 +58,7 @@ class HostStagedCommunicator : public comm::Communicator {
   std::unique_ptr<comm::Communicator> owned_;
   comm::Communicator* inner_;
   Backend* backend_;
+  HostStagingPool staging_;  // handles hold its blocks: they must not outlive this
 };
 
 }  // namespace lockstep

@@ -2,7 +2,7 @@
 // the CPU backend standing in for the device (its copies are the backend's copies,
 // so the staging logic -- which bytes go to the host, which come back, and where --
 // is what is tested): every collective, in place and out of place, uneven blocks,
-// and completion found by Test() instead of Wait().
+// completion found by Test() instead of Wait(), and the reuse of the host buffers.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -104,6 +104,40 @@ TEST(HostStagedCommunicator, AllGatherVAndTestCopiesBack) {
   }
   EXPECT_TRUE(handle->Wait(std::chrono::milliseconds(0)).ok());
   EXPECT_TRUE(s.comm->BarrierSync({"end"}).ok());
+}
+
+// Data-parallel steps issue the same buckets every step: after the first, the host
+// staging (page-locked on a GPU, slow to allocate) is all reused.
+TEST(HostStagedCommunicator, StepsAfterTheFirstAllocateNoStagingMemory) {
+  Staged s;
+  const int n = s.comm->world_size(), r = s.comm->rank();
+  const std::vector<int64_t> bucket_sizes = {25'000, 25'000, 7'001};
+  std::vector<std::vector<float>> buckets;
+  for (int64_t size : bucket_sizes) buckets.emplace_back(size);
+  size_t allocations_after_first_step = 0;
+  for (int step = 0; step < 4; ++step) {
+    std::vector<std::shared_ptr<comm::CommHandle>> handles;
+    for (auto& bucket : buckets) {
+      for (size_t i = 0; i < bucket.size(); ++i) bucket[i] = Value(r, static_cast<int64_t>(i) + step);
+      handles.push_back(s.comm->AllReduce(bucket.data(), static_cast<int64_t>(bucket.size()), DataType::kFloat32,
+                                          ReduceOp::kSum, {"bucket"}));
+    }
+    for (auto& h : handles) ASSERT_TRUE(h->Wait(std::chrono::seconds(60)).ok());
+    for (auto& bucket : buckets) {
+      for (size_t i = 0; i < bucket.size(); ++i) {
+        ASSERT_EQ(bucket[i], float(n * (n + 1) / 2 * ((static_cast<int64_t>(i) + step) % 7 + 1))) << step << " " << i;
+      }
+    }
+    handles.clear();
+    const HostStagingStats stats = s.comm->staging_stats();
+    EXPECT_EQ(stats.bytes_in_use, 0u) << "step " << step << ": a completed collective hands its block back";
+    if (step == 0) {
+      allocations_after_first_step = stats.allocations;
+      EXPECT_EQ(allocations_after_first_step, bucket_sizes.size());
+    } else {
+      EXPECT_EQ(stats.allocations, allocations_after_first_step) << "step " << step;
+    }
+  }
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <mutex>
 #include <random>
 #include <string>
@@ -167,6 +168,12 @@ void Run(const Collective& c) {
   const size_t elem = SizeOf(c.type);
   std::vector<char> in(SendCount(c) * elem), out(RecvCount(c) * elem);
   if (!in.empty()) std::memcpy(in.data(), c.send, in.size());
+  // MPI takes int counts; NCCL's are size_t. Past INT_MAX the emulator cannot
+  // exchange the buffer in one call: it says so rather than send a truncated count.
+  if (c.comm->nranks > 1 && c.count > static_cast<size_t>(std::numeric_limits<int>::max())) {
+    lsemu::Die(std::string(c.call) + ": " + std::to_string(c.count) +
+               " elements per rank; the emulator's MPI exchange takes at most INT_MAX");
+  }
   const int n = static_cast<int>(c.count);
   const MPI_Datatype type = MpiType(c.type);
   if (c.comm->nranks == 1) {

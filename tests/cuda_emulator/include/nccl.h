@@ -22,7 +22,8 @@
 // cudaMalloc'd memory with room for the counts given; type, operation and root are
 // valid. A refusal prints why and leaves it for ncclGetLastError. Not emulated:
 // ncclAvg, half and bf16 types, NCCL_SPLIT_NOCOLOR, anything about timing or
-// transports.
+// transports, and counts over INT_MAX between ranks (the MPI exchange takes int
+// counts: the run stops and says so).
 #pragma once
 
 #include <cuda_runtime.h>
