@@ -4,7 +4,7 @@
 // bench/training/pytorch_reference.py --device cuda). Never asserts on time.
 //
 //   bench_training_cuda [-m mlp cnn] [-b 32 64 128 256] [-n STEPS] [-w WARMUP]
-//                       [--conv auto|cudnn|im2col] [--tf32] [--header true|false]
+//                       [--conv auto|cudnn|im2col] [--tf32] [--bf16] [--header true|false]
 //                       [--backend cuda|cpu]
 //     -m, --models    models to run (mlp, cnn; several values or a comma list)
 //     -b, --batches   batch sizes (several values or a comma list)
@@ -12,8 +12,10 @@
 //     -w, --warmup    untimed steps before them (default 20)
 //     --conv          convolution path (CudaBackendOptions::ConvPath; default auto =
 //                     cuDNN when the build has it, else im2col + cuBLASLt)
-//     --tf32          TF32 tensor cores in the GEMMs (the cuDNN convolutions always
+//     --tf32          TF32 tensor cores in the GEMMs (the cuDNN convolutions
 //                     use fp32 FMA math, see kernels/cuda/cudnn_conv.cc)
+//     --bf16          training.precision: BF16_GEMM (GemmPrecision::kBf16Inputs): bf16
+//                     tensor-core GEMMs, convolutions on bf16-rounded operands (TF32)
 //     --header        print the table header (default true)
 //     --backend cpu   the same loop on the CPU backend (checks the bench itself on a
 //                     machine without a GPU; its device memory reads 0)
@@ -73,6 +75,7 @@ struct Options {
   int warmup = 20;
   CudaBackendOptions::ConvPath conv = CudaBackendOptions::ConvPath::kAuto;
   bool tf32 = false;
+  bool bf16 = false;  // GemmPrecision::kBf16Inputs
   bool header = true;
   bool cpu = false;  // --backend cpu
 };
@@ -111,11 +114,12 @@ void SplitCommas(const std::string& s, std::vector<std::string>* out) {
 int ParseFlags(int argc, char** argv, Options* o) {
   const char* usage =
       "usage: bench_training_cuda [-m mlp cnn] [-b 32 64 128 256] [-n STEPS] [-w WARMUP]\n"
-      "                           [--conv auto|cudnn|im2col] [--tf32] [--header true|false]\n"
+      "                           [--conv auto|cudnn|im2col] [--tf32] [--bf16] [--header true|false]\n"
       "                           [--backend cuda|cpu]\n"
       "  -m, --models   models (mlp, cnn)               -b, --batches  batch sizes\n"
       "  -n, --steps    timed steps (default 200)         -w, --warmup   untimed steps (default 20)\n"
-      "  --conv         convolution path (default auto)   --tf32         TF32 in the GEMMs\n";
+      "  --conv         convolution path (default auto)   --tf32         TF32 in the GEMMs\n"
+      "  --bf16         bf16 GEMM inputs (BF16_GEMM)\n";
   auto bad = [&](const std::string& what) {
     std::fprintf(stderr, "bench_training_cuda: %s\n%s", what.c_str(), usage);
     return 1;
@@ -128,6 +132,10 @@ int ParseFlags(int argc, char** argv, Options* o) {
     }
     if (flag == "--tf32") {
       o->tf32 = true;
+      continue;
+    }
+    if (flag == "--bf16") {
+      o->bf16 = true;
       continue;
     }
     const size_t eq = flag.find('=');
@@ -254,8 +262,9 @@ bool RunConfig(const Options& opt, const std::string& name, int64_t batch, Row* 
   bo.device = 0;
   bo.conv = opt.conv;
   bo.allow_tf32 = opt.tf32;
+  bo.gemm_precision = opt.bf16 ? GemmPrecision::kBf16Inputs : GemmPrecision::kFp32;
   Result<std::unique_ptr<Backend>> created =
-      opt.cpu ? Result<std::unique_ptr<Backend>>(CreateCpuBackend()) : CreateCudaBackend(bo);
+      opt.cpu ? Result<std::unique_ptr<Backend>>(CreateCpuBackend(bo.gemm_precision)) : CreateCudaBackend(bo);
   if (!created.ok()) {
     std::fprintf(stderr, "bench_training_cuda: %s\n", created.status().ToString().c_str());
     return false;
@@ -344,10 +353,10 @@ int Main(int argc, char** argv) {
   }
   if (opt.header) {
     if (!opt.cpu) LS_CUDA_CHECK(cudaSetDevice(0));  // the device every configuration's backend uses
-    std::printf("# lockstep %s backend on %s; conv %s, tf32 %s; %d timed steps after %d warm-up\n",
+    std::printf("# lockstep %s backend on %s; conv %s, tf32 %s, precision %s; %d timed steps after %d warm-up\n",
                 opt.cpu ? "CPU" : "CUDA", opt.cpu ? "the host" : kernels::cuda::CurrentDeviceDescription().c_str(),
-                ConvPathName(opt.conv),
-                opt.tf32 ? "on" : "off", opt.steps, opt.warmup);
+                ConvPathName(opt.conv), opt.tf32 ? "on" : "off", opt.bf16 ? "BF16_GEMM" : "FP32", opt.steps,
+                opt.warmup);
     std::printf("%-8s %6s %12s %10s %10s %16s\n", "model", "batch", "samples/s", "ms/step", "peak_MiB", "loss");
     std::printf("%-8s %6s %12s %10s %10s %16s\n", "", "", "", "", "(device)", "(first>last)");
   }
@@ -370,11 +379,11 @@ int Main(int argc, char** argv) {
     }
   }
   for (const Row& r : rows) {
-    std::printf("{\"bench\":\"training_cuda\",\"backend\":\"%s\",\"model\":\"%s\",\"batch\":%lld,\"conv\":\"%s\",\"tf32\":%s,"
+    std::printf("{\"bench\":\"training_cuda\",\"backend\":\"%s\",\"model\":\"%s\",\"batch\":%lld,\"conv\":\"%s\",\"tf32\":%s,\"precision\":\"%s\","
                 "\"params\":%lld,\"steps\":%d,\"samples_per_sec\":%.1f,\"ms_per_step\":%.4f,\"peak_device_mib\":%.2f,"
                 "\"peak_reserved_mib\":%.2f,\"first_loss\":%.4f,\"last_loss\":%.4f}\n",
                 opt.cpu ? "cpu" : "cuda", r.model.c_str(), static_cast<long long>(r.batch), ConvPathName(opt.conv),
-                opt.tf32 ? "true" : "false", static_cast<long long>(r.params), opt.steps, r.samples_per_sec, r.ms_per_step, r.peak_mib,
+                opt.tf32 ? "true" : "false", opt.bf16 ? "BF16_GEMM" : "FP32", static_cast<long long>(r.params), opt.steps, r.samples_per_sec, r.ms_per_step, r.peak_mib,
                 r.peak_reserved_mib, r.first_loss, r.last_loss);
   }
   return ok ? 0 : 1;

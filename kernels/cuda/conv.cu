@@ -60,6 +60,12 @@ void ForEachChunk(const Conv2dShape& s, size_t max_chunk_bytes, Fn&& fn) {
   }
 }
 
+GemmOptions TensorCoreOptions(bool allow_tf32) {
+  GemmOptions options;
+  options.allow_tf32 = allow_tf32;
+  return options;
+}
+
 }  // namespace
 
 void Im2col(const Conv2dShape& s, const float* x, float* cols, cudaStream_t stream) {
@@ -91,53 +97,53 @@ size_t Conv2dWorkspaceBytes(const Conv2dShape& s, size_t max_chunk_bytes) {
 
 void Conv2dForward(cublasLtHandle_t lt, GemmWorkspace gemm_workspace, const Conv2dShape& s,
                    const float* x, const float* w, float* y, void* workspace,
-                   size_t max_chunk_bytes, cudaStream_t stream) {
+                   size_t max_chunk_bytes, cudaStream_t stream, bool allow_tf32) {
   CheckShape(s);
   const int64_t k = s.col_cols(), pix = s.out_h() * s.out_w(), in_per = s.in_h * s.in_w * s.in_c;
   if (IsPointwise(s)) {
     // y (NHW x Cout) = x (NHW x Cin) * w (Cin x Cout).
     Sgemm(lt, false, false, s.col_rows(), s.out_c, k, 1.0f, x, k, w, s.out_c, 0.0f, y, s.out_c,
-          GemmOptions{}, gemm_workspace, stream);
+          TensorCoreOptions(allow_tf32), gemm_workspace, stream);
     return;
   }
   float* cols = Cols(s, workspace);
   ForEachChunk(s, max_chunk_bytes, [&](int64_t n0, const Conv2dShape& piece) {
     Im2col(piece, x + n0 * in_per, cols, stream);
     Sgemm(lt, false, false, piece.batch * pix, s.out_c, k, 1.0f, cols, k, w, s.out_c, 0.0f,
-          y + n0 * pix * s.out_c, s.out_c, GemmOptions{}, gemm_workspace, stream);
+          y + n0 * pix * s.out_c, s.out_c, TensorCoreOptions(allow_tf32), gemm_workspace, stream);
   });
 }
 
 void Conv2dBackwardData(cublasLtHandle_t lt, GemmWorkspace gemm_workspace, const Conv2dShape& s,
                         const float* dy, const float* w, float* dx, void* workspace,
-                        size_t max_chunk_bytes, cudaStream_t stream) {
+                        size_t max_chunk_bytes, cudaStream_t stream, bool allow_tf32) {
   CheckShape(s);
   const int64_t k = s.col_cols(), pix = s.out_h() * s.out_w(), in_per = s.in_h * s.in_w * s.in_c;
   if (IsPointwise(s)) {
     // dx (NHW x Cin) = dy (NHW x Cout) * w^T.
     Sgemm(lt, false, true, s.col_rows(), k, s.out_c, 1.0f, dy, s.out_c, w, s.out_c, 0.0f, dx, k,
-          GemmOptions{}, gemm_workspace, stream);
+          TensorCoreOptions(allow_tf32), gemm_workspace, stream);
     return;
   }
   float* cols = Cols(s, workspace);
   ForEachChunk(s, max_chunk_bytes, [&](int64_t n0, const Conv2dShape& piece) {
     // dcols (rows x KhKwCin) = dy * w^T, then gathered back onto the chunk's dx.
     Sgemm(lt, false, true, piece.batch * pix, k, s.out_c, 1.0f, dy + n0 * pix * s.out_c, s.out_c, w,
-          s.out_c, 0.0f, cols, k, GemmOptions{}, gemm_workspace, stream);
+          s.out_c, 0.0f, cols, k, TensorCoreOptions(allow_tf32), gemm_workspace, stream);
     Col2im(piece, cols, dx + n0 * in_per, stream);
   });
 }
 
 void Conv2dBackwardFilter(cublasLtHandle_t lt, GemmWorkspace gemm_workspace, const Conv2dShape& s,
                           const float* x, const float* dy, float beta, float* dw, void* workspace,
-                          size_t max_chunk_bytes, cudaStream_t stream) {
+                          size_t max_chunk_bytes, cudaStream_t stream, bool allow_tf32) {
   CheckShape(s);
   LS_CHECK(beta == 0.0f || beta == 1.0f) << "Conv2dBackwardFilter: beta " << beta;
   const int64_t k = s.col_cols(), pix = s.out_h() * s.out_w(), in_per = s.in_h * s.in_w * s.in_c;
   if (IsPointwise(s) || s.batch == 0) {
     // dw (Cin x Cout) = x^T dy; with no samples the GEMM's k is 0: dw = beta * dw.
     Sgemm(lt, true, false, k, s.out_c, s.col_rows(), 1.0f, x, k, dy, s.out_c, beta, dw, s.out_c,
-          GemmOptions{}, gemm_workspace, stream);
+          TensorCoreOptions(allow_tf32), gemm_workspace, stream);
     return;
   }
   float* cols = Cols(s, workspace);
@@ -146,7 +152,7 @@ void Conv2dBackwardFilter(cublasLtHandle_t lt, GemmWorkspace gemm_workspace, con
     Im2col(piece, x + n0 * in_per, cols, stream);
     // dw (KhKwCin x Cout) = cols^T * dy.
     Sgemm(lt, true, false, k, s.out_c, piece.batch * pix, 1.0f, cols, k, dy + n0 * pix * s.out_c,
-          s.out_c, b, dw, s.out_c, GemmOptions{}, gemm_workspace, stream);
+          s.out_c, b, dw, s.out_c, TensorCoreOptions(allow_tf32), gemm_workspace, stream);
     b = 1.0f;
   });
 }
@@ -158,23 +164,24 @@ size_t Conv2dWorkspaceBytes(const Conv2dShape& s) {
 }
 
 void Conv2dForward(cublasLtHandle_t lt, GemmWorkspace gemm_workspace, const Conv2dShape& s,
-                   const float* x, const float* w, float* y, void* workspace, cudaStream_t stream) {
+                   const float* x, const float* w, float* y, void* workspace, cudaStream_t stream,
+                   bool allow_tf32) {
   internal::Conv2dForward(lt, gemm_workspace, s, x, w, y, workspace, kConv2dMaxWorkspaceBytes,
-                          stream);
+                          stream, allow_tf32);
 }
 
 void Conv2dBackwardData(cublasLtHandle_t lt, GemmWorkspace gemm_workspace, const Conv2dShape& s,
                         const float* dy, const float* w, float* dx, void* workspace,
-                        cudaStream_t stream) {
+                        cudaStream_t stream, bool allow_tf32) {
   internal::Conv2dBackwardData(lt, gemm_workspace, s, dy, w, dx, workspace,
-                               kConv2dMaxWorkspaceBytes, stream);
+                               kConv2dMaxWorkspaceBytes, stream, allow_tf32);
 }
 
 void Conv2dBackwardFilter(cublasLtHandle_t lt, GemmWorkspace gemm_workspace, const Conv2dShape& s,
                           const float* x, const float* dy, float beta, float* dw, void* workspace,
-                          cudaStream_t stream) {
+                          cudaStream_t stream, bool allow_tf32) {
   internal::Conv2dBackwardFilter(lt, gemm_workspace, s, x, dy, beta, dw, workspace,
-                                 kConv2dMaxWorkspaceBytes, stream);
+                                 kConv2dMaxWorkspaceBytes, stream, allow_tf32);
 }
 
 }  // namespace lockstep::kernels::cuda

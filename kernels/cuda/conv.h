@@ -1,8 +1,10 @@
-// 2-D convolution on the GPU by im2col + cuBLASLt GEMM (fp32, no TF32), mirroring
+// 2-D convolution on the GPU by im2col + cuBLASLt GEMM (fp32; TF32 only when asked), mirroring
 // kernels/cpu/conv.h: activations NHWC, filters HWIO (kernel_h, kernel_w, in_c, out_c),
 // no bias, same Conv2dShape. Pointers are device memory; callers pass a workspace of
 // Conv2dWorkspaceBytes(s) bytes (may be null when that is 0) and a GEMM workspace.
 // Launchers are asynchronous on `stream`; one workspace per stream at a time.
+// allow_tf32: the GEMMs may use TF32 tensor cores (10-bit mantissa products). Exact on
+// operands already rounded to bf16 (GemmPrecision::kBf16Inputs), which TF32 holds.
 #pragma once
 
 #include <cublasLt.h>
@@ -26,15 +28,16 @@ size_t Conv2dWorkspaceBytes(const Conv2dShape& s);
 
 // y (N, out_h, out_w, out_c) = conv(x (N, in_h, in_w, in_c), w (kh, kw, in_c, out_c)).
 void Conv2dForward(cublasLtHandle_t lt, GemmWorkspace gemm_workspace, const Conv2dShape& s,
-                   const float* x, const float* w, float* y, void* workspace, cudaStream_t stream);
+                   const float* x, const float* w, float* y, void* workspace, cudaStream_t stream,
+                   bool allow_tf32 = false);
 // dx (N, in_h, in_w, in_c) = gradient w.r.t. the input (overwritten).
 void Conv2dBackwardData(cublasLtHandle_t lt, GemmWorkspace gemm_workspace, const Conv2dShape& s,
                         const float* dy, const float* w, float* dx, void* workspace,
-                        cudaStream_t stream);
+                        cudaStream_t stream, bool allow_tf32 = false);
 // dw (kh, kw, in_c, out_c) = beta * dw + gradient w.r.t. the filter; beta is 0 or 1.
 void Conv2dBackwardFilter(cublasLtHandle_t lt, GemmWorkspace gemm_workspace, const Conv2dShape& s,
                           const float* x, const float* dy, float beta, float* dw, void* workspace,
-                          cudaStream_t stream);
+                          cudaStream_t stream, bool allow_tf32 = false);
 
 // cols (batch * out_h * out_w, kh * kw * in_c) from x (batch, in_h, in_w, in_c): row =
 // output pixel (n, oh, ow), columns ordered (kh, kw, c), 0 for padding.
@@ -50,13 +53,13 @@ namespace internal {
 size_t Conv2dWorkspaceBytes(const Conv2dShape& s, size_t max_chunk_bytes);
 void Conv2dForward(cublasLtHandle_t lt, GemmWorkspace gemm_workspace, const Conv2dShape& s,
                    const float* x, const float* w, float* y, void* workspace,
-                   size_t max_chunk_bytes, cudaStream_t stream);
+                   size_t max_chunk_bytes, cudaStream_t stream, bool allow_tf32 = false);
 void Conv2dBackwardData(cublasLtHandle_t lt, GemmWorkspace gemm_workspace, const Conv2dShape& s,
                         const float* dy, const float* w, float* dx, void* workspace,
-                        size_t max_chunk_bytes, cudaStream_t stream);
+                        size_t max_chunk_bytes, cudaStream_t stream, bool allow_tf32 = false);
 void Conv2dBackwardFilter(cublasLtHandle_t lt, GemmWorkspace gemm_workspace, const Conv2dShape& s,
                           const float* x, const float* dy, float beta, float* dw, void* workspace,
-                          size_t max_chunk_bytes, cudaStream_t stream);
+                          size_t max_chunk_bytes, cudaStream_t stream, bool allow_tf32 = false);
 
 }  // namespace internal
 }  // namespace lockstep::kernels::cuda

@@ -26,6 +26,10 @@ __global__ void RoundToBf16StoredKernel(float* x, uint16_t* y, int64_t n) {
   }
 }
 
+__global__ void RoundToBf16Kernel(const float* x, float* y, int64_t n) {
+  LS_GRID_STRIDE_LOOP(i, n) { y[i] = __bfloat162float(__float2bfloat16_rn(x[i])); }
+}
+
 __global__ void Fp32ToBf16MatrixKernel(const float* x, int64_t rows, int64_t cols, int64_t ldx, uint16_t* y,
                                        int64_t ldy) {
   const int64_t n = rows * cols;
@@ -57,6 +61,13 @@ void Bf16ToFp32(const uint16_t* x, float* y, int64_t n, cudaStream_t stream) {
   LS_CHECK_GE(n, 0) << "Bf16ToFp32";
   if (n == 0) return;
   Bf16ToFp32Kernel<<<GridFor(n), kThreads, 0, stream>>>(x, y, n);
+  LS_CUDA_CHECK_LAUNCH();
+}
+
+void RoundToBf16(const float* x, float* y, int64_t n, cudaStream_t stream) {
+  LS_CHECK_GE(n, 0) << "RoundToBf16";
+  if (n == 0) return;
+  RoundToBf16Kernel<<<GridFor(n), kThreads, 0, stream>>>(x, y, n);
   LS_CUDA_CHECK_LAUNCH();
 }
 

@@ -12,6 +12,9 @@ namespace lockstep::kernels::cuda {
 
 void Fp32ToBf16(const float* x, uint16_t* y, int64_t n, cudaStream_t stream);
 void Bf16ToFp32(const uint16_t* x, float* y, int64_t n, cudaStream_t stream);
+// y = x rounded to bf16, kept in fp32 (the CPU's kernels::cpu::RoundToBf16); y == x
+// allowed. For operands of fp32 kernels that must compute on bf16 values.
+void RoundToBf16(const float* x, float* y, int64_t n, cudaStream_t stream);
 // bf16 activation storage: y = bf16(x) and x = float(y) in place, in one pass (the CPU's
 // kernels::cpu::RoundToBf16Stored). y may be null (round only).
 void RoundToBf16Stored(float* x, uint16_t* y, int64_t n, cudaStream_t stream);

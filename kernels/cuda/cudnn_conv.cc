@@ -2,7 +2,8 @@
 // plan: the x, y, filter and convolution descriptors and, for each of the three
 // passes, the first algorithm of cuDNN's heuristics (cudnnGetConvolution*Algorithm_v7;
 // no cudnnFind*, which would allocate and time) that succeeds, fits the workspace cap,
-// uses no tensor cores and, when asked, is deterministic.
+// and, when asked, is deterministic. fp32 plans use no tensor cores; TF32 plans (for
+// operands rounded to bf16) may, but skip the FFT and Winograd algorithms.
 // Workspace layout: [OHWI filter scratch, rounded up to 256 bytes][cuDNN workspace].
 #include "kernels/cuda/cudnn_conv.h"
 
@@ -77,6 +78,9 @@ struct ConvPlan {
   cudnnConvolutionBwdDataAlgo_t bwd_data_algo{};
   cudnnConvolutionBwdFilterAlgo_t bwd_filter_algo{};
   size_t fwd_bytes = 0, bwd_data_bytes = 0, bwd_filter_bytes = 0;  // cuDNN workspace
+  // The math type each chosen algorithm was offered with, set before it runs (the
+  // passes share one convolution descriptor).
+  cudnnMathType_t fwd_math = CUDNN_FMA_MATH, bwd_data_math = CUDNN_FMA_MATH, bwd_filter_math = CUDNN_FMA_MATH;
   size_t scratch_bytes = 0;  // the OHWI filter, rounded up to kWorkspaceAlign
   FilterDims filter;
 
@@ -95,22 +99,50 @@ struct ConvPlan {
   }
 };
 
+// Algorithms that transform their operands before multiplying (FFT, Winograd): their
+// tensor-core products are of transformed values, which bf16 rounding does not make
+// exact in TF32.
+bool TransformsOperands(cudnnConvolutionFwdAlgo_t a) {
+  return a == CUDNN_CONVOLUTION_FWD_ALGO_FFT || a == CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING ||
+         a == CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD || a == CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED;
+}
+bool TransformsOperands(cudnnConvolutionBwdDataAlgo_t a) {
+  return a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT || a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING ||
+         a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD || a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED;
+}
+bool TransformsOperands(cudnnConvolutionBwdFilterAlgo_t a) {
+  return a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT || a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT_TILING ||
+         a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED;
+}
+
+// What a plan's algorithms must be.
+struct Constraints {
+  bool deterministic;
+  bool tf32;  // TF32 tensor cores allowed (the operands are bf16 values)
+  size_t cap;
+};
+
 // The first heuristic result we may use; false (with each rejection appended to
 // *rejected) when there is none. workspace_size(algo, &bytes) asks cuDNN what the
 // algorithm needs for this problem: the heuristic's `memory` is an estimate.
 template <typename Perf, typename Algo, typename SizeFn>
-bool ChooseAlgorithm(const std::vector<Perf>& results, int returned, bool deterministic, size_t cap,
-                     SizeFn workspace_size, Algo* algo, size_t* bytes, std::string* rejected) {
+bool ChooseAlgorithm(const std::vector<Perf>& results, int returned, const Constraints& c,
+                     SizeFn workspace_size, Algo* algo, cudnnMathType_t* math, size_t* bytes,
+                     std::string* rejected) {
+  const size_t cap = c.cap;
   for (int i = 0; i < returned; ++i) {
     const Perf& r = results[static_cast<size_t>(i)];
     std::string why;
     if (r.status != CUDNN_STATUS_SUCCESS) {
       why = cudnnGetErrorString(r.status);
-    } else if (deterministic && r.determinism != CUDNN_DETERMINISTIC) {
+    } else if (c.deterministic && r.determinism != CUDNN_DETERMINISTIC) {
       why = "non-deterministic";
-    } else if (r.mathType == CUDNN_TENSOR_OP_MATH ||
-               r.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) {
-      why = "tensor-op math";  // TF32 (or fp16) products: not fp32 accuracy
+    } else if (r.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) {
+      why = "tensor-op math with conversion";  // fp16 products: neither fp32 nor bf16 values
+    } else if (!c.tf32 && r.mathType == CUDNN_TENSOR_OP_MATH) {
+      why = "tensor-op math";  // TF32 products: not fp32 accuracy
+    } else if (c.tf32 && TransformsOperands(r.algo)) {
+      why = "transforms its operands (not exact in TF32)";
     } else if (r.memory > cap) {
       why = "workspace " + std::to_string(r.memory) + " bytes over the cap";
     } else {
@@ -122,6 +154,7 @@ bool ChooseAlgorithm(const std::vector<Perf>& results, int returned, bool determ
         why = "workspace " + std::to_string(need) + " bytes over the cap";
       } else {
         *algo = r.algo;
+        *math = r.mathType;
         *bytes = std::max(need, r.memory);
         return true;
       }
@@ -133,8 +166,8 @@ bool ChooseAlgorithm(const std::vector<Perf>& results, int returned, bool determ
 
 // The plan of s, or null with *why set when cuDNN offers no usable algorithm for one of
 // the passes (e.g. none deterministic for this shape).
-std::unique_ptr<ConvPlan> MakePlan(cudnnHandle_t handle, const Conv2dShape& s, bool deterministic,
-                                   size_t cap, std::string* why) {
+std::unique_ptr<ConvPlan> MakePlan(cudnnHandle_t handle, const Conv2dShape& s, const Constraints& want,
+                                   std::string* why) {
   auto p = std::make_unique<ConvPlan>();
   p->filter = FilterOf(s);
   p->scratch_bytes =
@@ -155,8 +188,10 @@ std::unique_ptr<ConvPlan> MakePlan(cudnnHandle_t handle, const Conv2dShape& s, b
                                                  CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
   // fp32 exactness: CUDNN_DEFAULT_MATH would still let cuDNN run fp32 convolutions on
   // TF32 tensor cores on Ampere and later (10-bit mantissa products, ~1e-3 relative
-  // error); CUDNN_FMA_MATH restricts it to fp32 FMA kernels.
-  LS_CUDNN_CHECK(cudnnSetConvolutionMathType(p->conv, CUDNN_FMA_MATH));
+  // error); CUDNN_FMA_MATH restricts it to fp32 FMA kernels. With TF32 allowed the
+  // heuristics may offer both kinds (CUDNN_DEFAULT_MATH); each pass then runs with the
+  // math type its algorithm was offered with.
+  LS_CUDNN_CHECK(cudnnSetConvolutionMathType(p->conv, want.tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
   int n = 0, c = 0, h = 0, w = 0;
   LS_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(p->conv, p->x, p->w, &n, &c, &h, &w));
   LS_CHECK(n == s.batch && c == s.out_c && h == s.out_h() && w == s.out_w())
@@ -164,7 +199,7 @@ std::unique_ptr<ConvPlan> MakePlan(cudnnHandle_t handle, const Conv2dShape& s, b
       << " differs from the shape's for " << Describe(s);
   LS_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->y, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, n, c, h, w));
 
-  const char* mode = deterministic ? " (deterministic only)" : "";
+  const std::string mode = std::string(want.deterministic ? " (deterministic only)" : "") + (want.tf32 ? " (TF32)" : "");
   int max_count = 0, returned = 0;
   std::string rejected;
 
@@ -175,8 +210,8 @@ std::unique_ptr<ConvPlan> MakePlan(cudnnHandle_t handle, const Conv2dShape& s, b
   const auto fwd_size = [&](cudnnConvolutionFwdAlgo_t algo, size_t* bytes) {
     return cudnnGetConvolutionForwardWorkspaceSize(handle, p->x, p->w, p->conv, p->y, algo, bytes);
   };
-  if (!ChooseAlgorithm(fwd, returned, deterministic, cap, fwd_size, &p->fwd_algo, &p->fwd_bytes, &rejected)) {
-    *why = "no forward algorithm" + std::string(mode) + " for " + Describe(s) + ":" + rejected;
+  if (!ChooseAlgorithm(fwd, returned, want, fwd_size, &p->fwd_algo, &p->fwd_math, &p->fwd_bytes, &rejected)) {
+    *why = "no forward algorithm" + mode + " for " + Describe(s) + ":" + rejected;
     return nullptr;
   }
 
@@ -190,9 +225,9 @@ std::unique_ptr<ConvPlan> MakePlan(cudnnHandle_t handle, const Conv2dShape& s, b
     return cudnnGetConvolutionBackwardDataWorkspaceSize(handle, p->w, p->y, p->conv, p->x, algo,
                                                         bytes);
   };
-  if (!ChooseAlgorithm(bwd_data, returned, deterministic, cap, bwd_data_size, &p->bwd_data_algo,
+  if (!ChooseAlgorithm(bwd_data, returned, want, bwd_data_size, &p->bwd_data_algo, &p->bwd_data_math,
                        &p->bwd_data_bytes, &rejected)) {
-    *why = "no backward-data algorithm" + std::string(mode) + " for " + Describe(s) + ":" + rejected;
+    *why = "no backward-data algorithm" + mode + " for " + Describe(s) + ":" + rejected;
     return nullptr;
   }
 
@@ -206,9 +241,9 @@ std::unique_ptr<ConvPlan> MakePlan(cudnnHandle_t handle, const Conv2dShape& s, b
     return cudnnGetConvolutionBackwardFilterWorkspaceSize(handle, p->x, p->y, p->conv, p->w, algo,
                                                           bytes);
   };
-  if (!ChooseAlgorithm(bwd_filter, returned, deterministic, cap, bwd_filter_size, &p->bwd_filter_algo,
+  if (!ChooseAlgorithm(bwd_filter, returned, want, bwd_filter_size, &p->bwd_filter_algo, &p->bwd_filter_math,
                        &p->bwd_filter_bytes, &rejected)) {
-    *why = "no backward-filter algorithm" + std::string(mode) + " for " + Describe(s) + ":" + rejected;
+    *why = "no backward-filter algorithm" + mode + " for " + Describe(s) + ":" + rejected;
     return nullptr;
   }
   return p;
@@ -239,8 +274,7 @@ WorkspaceParts Split(const ConvPlan& p, void* workspace) {
 
 struct CudnnConvolution::Impl {
   cudnnHandle_t handle = nullptr;
-  bool deterministic = true;
-  size_t cap = 0;
+  Constraints constraints{true, false, 0};
   struct Entry {
     std::unique_ptr<ConvPlan> plan;  // null: unsupported, see why
     std::string why;
@@ -251,7 +285,7 @@ struct CudnnConvolution::Impl {
   // made on first use.
   const Entry& EntryFor(const Conv2dShape& s) {
     Entry& e = plans[KeyOf(s)];
-    if (e.plan == nullptr && e.why.empty()) e.plan = MakePlan(handle, s, deterministic, cap, &e.why);
+    if (e.plan == nullptr && e.why.empty()) e.plan = MakePlan(handle, s, constraints, &e.why);
     return e;
   }
   const ConvPlan& PlanFor(const Conv2dShape& s) {
@@ -261,10 +295,9 @@ struct CudnnConvolution::Impl {
   }
 };
 
-CudnnConvolution::CudnnConvolution(bool deterministic, size_t algorithm_workspace_cap)
+CudnnConvolution::CudnnConvolution(bool deterministic, bool allow_tf32, size_t algorithm_workspace_cap)
     : impl_(std::make_unique<Impl>()) {
-  impl_->deterministic = deterministic;
-  impl_->cap = algorithm_workspace_cap;
+  impl_->constraints = Constraints{deterministic, allow_tf32, algorithm_workspace_cap};
   LS_CUDNN_CHECK(cudnnCreate(&impl_->handle));
 }
 
@@ -273,7 +306,8 @@ CudnnConvolution::~CudnnConvolution() {
   if (impl_->handle != nullptr) cudnnDestroy(impl_->handle);
 }
 
-bool CudnnConvolution::deterministic() const { return impl_->deterministic; }
+bool CudnnConvolution::deterministic() const { return impl_->constraints.deterministic; }
+bool CudnnConvolution::allow_tf32() const { return impl_->constraints.tf32; }
 
 bool CudnnConvolution::Supports(const Conv2dShape& s, std::string* why) {
   CheckShape(s);
@@ -297,6 +331,7 @@ void CudnnConvolution::Forward(const Conv2dShape& s, const float* x, const float
   const WorkspaceParts ws = Split(p, workspace);
   FilterHwioToOhwi(p.filter, w, ws.filter, stream);
   LS_CUDNN_CHECK(cudnnSetStream(impl_->handle, stream));
+  LS_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.fwd_math));
   const float one = 1.0f, zero = 0.0f;  // beta 0: cuDNN does not read y
   LS_CUDNN_CHECK(cudnnConvolutionForward(impl_->handle, &one, p.x, x, p.w, ws.filter, p.conv,
                                          p.fwd_algo, p.fwd_bytes > 0 ? ws.cudnn : nullptr,
@@ -311,6 +346,7 @@ void CudnnConvolution::BackwardData(const Conv2dShape& s, const float* dy, const
   const WorkspaceParts ws = Split(p, workspace);
   FilterHwioToOhwi(p.filter, w, ws.filter, stream);
   LS_CUDNN_CHECK(cudnnSetStream(impl_->handle, stream));
+  LS_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.bwd_data_math));
   const float one = 1.0f, zero = 0.0f;  // beta 0: dx overwritten, not read
   LS_CUDNN_CHECK(cudnnConvolutionBackwardData(
       impl_->handle, &one, p.w, ws.filter, p.y, dy, p.conv, p.bwd_data_algo,
@@ -331,6 +367,7 @@ void CudnnConvolution::BackwardFilter(const Conv2dShape& s, const float* x, cons
   const ConvPlan& p = impl_->PlanFor(s);
   const WorkspaceParts ws = Split(p, workspace);
   LS_CUDNN_CHECK(cudnnSetStream(impl_->handle, stream));
+  LS_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.bwd_filter_math));
   // The gradient goes to the OHWI scratch with beta 0, then one deterministic pass adds
   // (or copies) it into the HWIO dw: cuDNN's own beta would need dw in OHWI.
   const float one = 1.0f, zero = 0.0f;

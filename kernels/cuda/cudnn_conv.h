@@ -28,15 +28,20 @@ class CudnnConvolution {
   static constexpr size_t kDefaultAlgorithmWorkspaceCap = size_t{256} << 20;
 
   // deterministic: only algorithms cuDNN reports as CUDNN_DETERMINISTIC (bitwise
-  // repeatable; the backward passes otherwise may use atomics). Aborts when cudnnCreate
-  // fails (no device, no cuDNN engine libraries).
-  explicit CudnnConvolution(bool deterministic,
+  // repeatable; the backward passes otherwise may use atomics). allow_tf32: algorithms
+  // on TF32 tensor cores are allowed too, except FFT and Winograd ones; for operands
+  // rounded to bf16 (GemmPrecision::kBf16Inputs), which TF32 holds exactly, so the
+  // products stay exact and only the summation order differs from fp32 FMA kernels.
+  // Otherwise fp32 FMA kernels only. Aborts when cudnnCreate fails (no device, no cuDNN
+  // engine libraries).
+  explicit CudnnConvolution(bool deterministic, bool allow_tf32 = false,
                             size_t algorithm_workspace_cap = kDefaultAlgorithmWorkspaceCap);
   ~CudnnConvolution();
   CudnnConvolution(const CudnnConvolution&) = delete;
   CudnnConvolution& operator=(const CudnnConvolution&) = delete;
 
   bool deterministic() const;
+  bool allow_tf32() const;
 
   // Whether cuDNN offers a usable algorithm for all three passes of s (in deterministic
   // mode, deterministic ones); otherwise false with *why (if non-null) naming the pass

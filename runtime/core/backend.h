@@ -231,7 +231,7 @@ class HostBuffer {
 // activations, gradients, master weights and optimiser state stay fp32. On the GPU
 // that is a bf16 tensor-core GEMM; the CPU backend emulates it (rounds, then sgemm),
 // which makes it the GPU's reference and lets a recipe be checked on the CPU.
-// Convolutions are unaffected (fp32 in both).
+// Convolutions round both operands of each pass the same way (Bf16ConvOperands).
 enum class GemmPrecision { kFp32, kBf16Inputs };
 
 std::unique_ptr<Backend> CreateCpuBackend(GemmPrecision gemm_precision = GemmPrecision::kFp32);

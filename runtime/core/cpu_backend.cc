@@ -14,6 +14,7 @@
 #include "kernels/cpu/layer_norm.h"
 #include "kernels/cpu/loss.h"
 #include "runtime/core/backend.h"
+#include "runtime/core/bf16_conv_operands.h"
 
 namespace lockstep {
 namespace {
@@ -129,19 +130,25 @@ class CpuBackend final : public Backend {
   void Scale(float* x, int64_t n, float s) override { k::Scale(x, n, s); }
   double SumOfSquares(const float* x, int64_t n) override { return k::SumOfSquares(x, n); }
 
+  // With bf16 inputs each pass rounds its two operands into the front of the workspace
+  // (Bf16ConvOperands) and convolves the copies.
   size_t Conv2dWorkspaceBytes(const Conv2dShape& s) override {
-    return k::Conv2dWorkspaceFloats(s) * sizeof(float);
+    const size_t rounded = bf16_inputs_ ? Bf16ConvOperands(s).bytes() : 0;
+    return rounded + k::Conv2dWorkspaceFloats(s) * sizeof(float);
   }
   void Conv2dForward(const Conv2dShape& s, const float* x, const float* w, float* y,
                      void* ws) override {
+    if (bf16_inputs_) ws = Bf16ConvOperands(s).Forward(ws, &x, &w, RoundOperand);
     k::Conv2dForward(s, x, w, y, static_cast<float*>(ws));
   }
   void Conv2dBackwardData(const Conv2dShape& s, const float* dy, const float* w, float* dx,
                           void* ws) override {
+    if (bf16_inputs_) ws = Bf16ConvOperands(s).BackwardData(ws, &dy, &w, RoundOperand);
     k::Conv2dBackwardData(s, dy, w, dx, static_cast<float*>(ws));
   }
   void Conv2dBackwardFilter(const Conv2dShape& s, const float* x, const float* dy, float beta,
                             float* dw, void* ws) override {
+    if (bf16_inputs_) ws = Bf16ConvOperands(s).BackwardFilter(ws, &x, &dy, RoundOperand);
     k::Conv2dBackwardFilter(s, x, dy, beta, dw, static_cast<float*>(ws));
   }
   void MaxPool2dForward(const Pool2dShape& s, const float* x, float* y, int32_t* argmax) override {
@@ -246,6 +253,7 @@ class CpuBackend final : public Backend {
     *ld = cols;
     return scratch->data();
   }
+  static void RoundOperand(const float* x, float* y, int64_t n) { k::RoundToBf16(x, y, n); }
   // dst (rows x cols, dense) = x (row stride ld) rounded to bf16.
   static void RoundRows(const float* x, int64_t rows, int64_t cols, int64_t ld, float* dst) {
     if (ld == cols) return k::RoundToBf16(x, dst, rows * cols);

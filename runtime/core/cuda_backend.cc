@@ -32,6 +32,7 @@
 #include "kernels/cuda/recurrent.h"
 #include "kernels/cuda/reduce.h"
 #include "kernels/cuda/regression_loss.h"
+#include "runtime/core/bf16_conv_operands.h"
 #if LOCKSTEP_HAVE_CUDNN
 #include "kernels/cuda/cudnn_conv.h"
 #endif
@@ -53,6 +54,12 @@ class Scratch {
  private:
   kc::CachingAllocator& alloc_;
   void* ptr_;
+};
+
+// Rounds a convolution operand to bf16 (kept in fp32) on a stream (Bf16ConvOperands).
+struct Bf16Rounder {
+  cudaStream_t stream;
+  void operator()(const float* x, float* y, int64_t n) const { kc::RoundToBf16(x, y, n, stream); }
 };
 
 // A compact bf16 copy (row stride kc::Bf16RowStride(cols)) of a row-major fp32 matrix,
@@ -83,7 +90,7 @@ class CudaBackend final : public Backend {
     device_scalars_ = allocator_->Allocate(kScalarBytes);
 #if LOCKSTEP_HAVE_CUDNN
     if (options_.conv != CudaBackendOptions::ConvPath::kIm2col) {
-      cudnn_.emplace(options_.deterministic);
+      cudnn_.emplace(options_.deterministic, /*allow_tf32=*/Bf16Gemms());
     }
 #else
     LS_CHECK(options_.conv != CudaBackendOptions::ConvPath::kCudnn)
@@ -215,32 +222,39 @@ class CudaBackend final : public Backend {
   }
 
   // ---- convolution and pooling ----
+  // With bf16 GEMM inputs each pass rounds its two operands into the front of the
+  // workspace (Bf16ConvOperands) and convolves the copies on TF32 tensor cores, which
+  // hold bf16 values exactly (cuDNN without its FFT and Winograd algorithms).
   size_t Conv2dWorkspaceBytes(const Conv2dShape& s) override {
+    const size_t rounded = Bf16Gemms() ? Bf16ConvOperands(s).bytes() : 0;
 #if LOCKSTEP_HAVE_CUDNN
-    if (UseCudnn(s)) return cudnn_->WorkspaceBytes(s);
+    if (UseCudnn(s)) return rounded + cudnn_->WorkspaceBytes(s);
 #endif
-    return kc::Conv2dWorkspaceBytes(s);
+    return rounded + kc::Conv2dWorkspaceBytes(s);
   }
   void Conv2dForward(const Conv2dShape& s, const float* x, const float* w, float* y,
                      void* ws) override {
+    if (Bf16Gemms()) ws = Bf16ConvOperands(s).Forward(ws, &x, &w, Bf16Rounder{stream_});
 #if LOCKSTEP_HAVE_CUDNN
     if (UseCudnn(s)) return cudnn_->Forward(s, x, w, y, ws, stream_);
 #endif
-    kc::Conv2dForward(lt_->handle(), lt_->workspace(), s, x, w, y, ws, stream_);
+    kc::Conv2dForward(lt_->handle(), lt_->workspace(), s, x, w, y, ws, stream_, Bf16Gemms());
   }
   void Conv2dBackwardData(const Conv2dShape& s, const float* dy, const float* w, float* dx,
                           void* ws) override {
+    if (Bf16Gemms()) ws = Bf16ConvOperands(s).BackwardData(ws, &dy, &w, Bf16Rounder{stream_});
 #if LOCKSTEP_HAVE_CUDNN
     if (UseCudnn(s)) return cudnn_->BackwardData(s, dy, w, dx, ws, stream_);
 #endif
-    kc::Conv2dBackwardData(lt_->handle(), lt_->workspace(), s, dy, w, dx, ws, stream_);
+    kc::Conv2dBackwardData(lt_->handle(), lt_->workspace(), s, dy, w, dx, ws, stream_, Bf16Gemms());
   }
   void Conv2dBackwardFilter(const Conv2dShape& s, const float* x, const float* dy, float beta,
                             float* dw, void* ws) override {
+    if (Bf16Gemms()) ws = Bf16ConvOperands(s).BackwardFilter(ws, &x, &dy, Bf16Rounder{stream_});
 #if LOCKSTEP_HAVE_CUDNN
     if (UseCudnn(s)) return cudnn_->BackwardFilter(s, x, dy, beta, dw, ws, stream_);
 #endif
-    kc::Conv2dBackwardFilter(lt_->handle(), lt_->workspace(), s, x, dy, beta, dw, ws, stream_);
+    kc::Conv2dBackwardFilter(lt_->handle(), lt_->workspace(), s, x, dy, beta, dw, ws, stream_, Bf16Gemms());
   }
   void MaxPool2dForward(const Pool2dShape& s, const float* x, float* y, int32_t* argmax) override {
     kc::MaxPool2dForward(s, x, y, argmax, stream_);
@@ -376,6 +390,7 @@ class CudaBackend final : public Backend {
   }
 
   bool Bf16Gemms() const { return options_.gemm_precision == GemmPrecision::kBf16Inputs; }
+
 
 #if LOCKSTEP_HAVE_CUDNN
   // cuDNN for s when it has usable algorithms (deterministic ones in deterministic mode);

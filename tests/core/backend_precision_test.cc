@@ -85,5 +85,52 @@ TEST(Bf16GemmCpuTest, Fp32BackendIsUnchanged) {
   EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0);
 }
 
+// Convolutions are GEMMs: with bf16 inputs each pass convolves its two operands rounded
+// to bf16 (forward x and w, backward-data dy and w, backward-filter x and dy): bitwise
+// the fp32 backend on pre-rounded operands, for an im2col shape and a 1x1 one, both
+// betas of the filter gradient.
+TEST(Bf16GemmCpuTest, ConvolutionsRoundTheirOperands) {
+  auto bf16 = CreateCpuBackend(GemmPrecision::kBf16Inputs);
+  auto fp32 = CreateCpuBackend(GemmPrecision::kFp32);
+  TestRng rng(27);
+  for (int64_t kernel : {int64_t{3}, int64_t{1}}) {
+    SCOPED_TRACE(::testing::Message() << "kernel " << kernel);
+    Conv2dShape s;
+    s.batch = 3; s.in_h = 7; s.in_w = 6; s.in_c = 4; s.out_c = 5;
+    s.kernel_h = s.kernel_w = kernel; s.pad_h = s.pad_w = kernel / 2;
+    const int64_t xn = s.batch * s.in_h * s.in_w * s.in_c, wn = kernel * kernel * s.in_c * s.out_c,
+                  yn = s.col_rows() * s.out_c;
+    const std::vector<float> x = rng.Vector(xn), w = rng.Vector(wn), dy = rng.Vector(yn), dw0 = rng.Vector(wn);
+    const std::vector<float> rx = Rounded(x), rw = Rounded(w), rdy = Rounded(dy);
+    EXPECT_GE(bf16->Conv2dWorkspaceBytes(s), fp32->Conv2dWorkspaceBytes(s) + (xn + wn) * sizeof(float))
+        << "room for the rounded copies";
+    std::vector<float> ws16(bf16->Conv2dWorkspaceBytes(s) / sizeof(float) + 1);
+    std::vector<float> ws32(fp32->Conv2dWorkspaceBytes(s) / sizeof(float) + 1);
+    struct Pass {
+      std::vector<float> got, want, unrounded;
+    } y, dx, dw[2];
+    y.got = y.want = y.unrounded = std::vector<float>(yn);
+    bf16->Conv2dForward(s, x.data(), w.data(), y.got.data(), ws16.data());
+    fp32->Conv2dForward(s, rx.data(), rw.data(), y.want.data(), ws32.data());
+    fp32->Conv2dForward(s, x.data(), w.data(), y.unrounded.data(), ws32.data());
+    dx.got = dx.want = dx.unrounded = std::vector<float>(xn);
+    bf16->Conv2dBackwardData(s, dy.data(), w.data(), dx.got.data(), ws16.data());
+    fp32->Conv2dBackwardData(s, rdy.data(), rw.data(), dx.want.data(), ws32.data());
+    fp32->Conv2dBackwardData(s, dy.data(), w.data(), dx.unrounded.data(), ws32.data());
+    for (int beta = 0; beta < 2; ++beta) {
+      Pass& p = dw[beta];
+      p.got = p.want = p.unrounded = dw0;
+      bf16->Conv2dBackwardFilter(s, x.data(), dy.data(), float(beta), p.got.data(), ws16.data());
+      fp32->Conv2dBackwardFilter(s, rx.data(), rdy.data(), float(beta), p.want.data(), ws32.data());
+      fp32->Conv2dBackwardFilter(s, x.data(), dy.data(), float(beta), p.unrounded.data(), ws32.data());
+    }
+    for (const auto& [name, p] : {std::pair<const char*, const Pass*>{"y", &y}, {"dx", &dx}, {"dw beta 0", &dw[0]},
+                                  {"dw beta 1", &dw[1]}}) {
+      EXPECT_EQ(p->got, p->want) << name;
+      EXPECT_NE(p->got, p->unrounded) << name << ": the rounding is not a no-op";
+    }
+  }
+}
+
 }  // namespace
 }  // namespace lockstep

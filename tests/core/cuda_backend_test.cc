@@ -297,11 +297,10 @@ std::vector<CudaBackendOptions::ConvPath> ConvPaths() {
 #endif
   return paths;
 }
-INSTANTIATE_TEST_SUITE_P(Paths, CudaBackendConvTest, ::testing::ValuesIn(ConvPaths()),
-                         [](const auto& info) {
-                           return info.param == CudaBackendOptions::ConvPath::kIm2col ? std::string("im2col")
-                                                                                       : std::string("cudnn");
-                         });
+std::string ConvPathName(const ::testing::TestParamInfo<CudaBackendOptions::ConvPath>& info) {
+  return info.param == CudaBackendOptions::ConvPath::kIm2col ? "im2col" : "cudnn";
+}
+INSTANTIATE_TEST_SUITE_P(Paths, CudaBackendConvTest, ::testing::ValuesIn(ConvPaths()), ConvPathName);
 
 TEST_F(CudaBackendTest, DropoutMaskIsTheCpusBitForBit) {
   TestRng rng(5);
@@ -712,6 +711,82 @@ TEST_F(CudaBf16Test, GemmMatchesTheCpuEmulation) {
     }
   }
 }
+
+// Convolutions with bf16 inputs, on each path: every pass against the CPU's emulation
+// (operands rounded, fp32 convolution), within the summation-order bound of each output,
+// 4 (k + 2) 2^-24 times the same pass on the operands' magnitudes (+1e-6), k the terms
+// summed. The 3x3 stride-1 shapes are where cuDNN may pick Winograd, whose TF32 products
+// of transformed operands the TF32 plan must refuse.
+class CudaBf16ConvTest : public CudaBf16Test, public ::testing::WithParamInterface<CudaBackendOptions::ConvPath> {
+ protected:
+  void SetUp() override {
+    options_.conv = GetParam();
+    CudaBf16Test::SetUp();
+  }
+};
+
+TEST_P(CudaBf16ConvTest, ConvolutionsMatchTheCpuEmulation) {
+  auto fp32 = CreateCpuBackend();  // for the magnitudes
+  TestRng rng(28);
+  std::vector<Conv2dShape> shapes;
+  auto add = [&](int64_t n, int64_t h, int64_t w, int64_t c, int64_t oc, int64_t k, int64_t st, int64_t pad) {
+    Conv2dShape s;
+    s.batch = n; s.in_h = h; s.in_w = w; s.in_c = c; s.out_c = oc; s.kernel_h = s.kernel_w = k;
+    s.stride_h = s.stride_w = st; s.pad_h = s.pad_w = pad;
+    shapes.push_back(s);
+  };
+  add(3, 28, 28, 1, 32, 3, 1, 1);   // the CNN's first layer
+  add(2, 14, 14, 32, 64, 3, 1, 1);  // and its second
+  add(2, 9, 7, 3, 5, 3, 2, 1);      // strided
+  add(4, 6, 6, 8, 16, 1, 1, 0);     // 1x1
+  for (const Conv2dShape& s : shapes) {
+    SCOPED_TRACE(::testing::Message() << "conv N=" << s.batch << " " << s.in_h << "x" << s.in_w << "x" << s.in_c
+                                      << " -> " << s.out_c << " k" << s.kernel_h << " stride " << s.stride_h);
+    const int64_t xn = s.batch * s.in_h * s.in_w * s.in_c, yn = s.col_rows() * s.out_c,
+                  wn = s.kernel_h * s.kernel_w * s.in_c * s.out_c;
+    const std::vector<float> x = rng.Vector(xn), w = rng.Vector(wn), dy = rng.Vector(yn), dw0 = rng.Vector(wn);
+    auto magnitude = [](std::vector<float> v) {
+      for (float& e : v) e = std::fabs(kernels::cpu::RoundToBf16(e));
+      return v;
+    };
+    const std::vector<float> ax = magnitude(x), aw = magnitude(w), ady = magnitude(dy);
+    // The passes on one backend: y, dx, dw with beta 0 and 1 (from dw0, or |dw0| for
+    // the magnitudes).
+    auto passes = [&](Backend& be, const std::vector<float>& x_, const std::vector<float>& w_,
+                      const std::vector<float>& dy_, const std::vector<float>& dw0_) {
+      Args a(be);
+      float* ws = a.Out<float>(static_cast<int64_t>(be.Conv2dWorkspaceBytes(s) / sizeof(float)) + 1);
+      float* y = a.Out<float>(yn);
+      float* dx = a.Out<float>(xn);
+      float* dw_0 = a.Out<float>(wn);
+      float* dw_1 = a.In(dw0_);
+      be.Conv2dForward(s, a.In(x_), a.In(w_), y, ws);
+      be.Conv2dBackwardData(s, a.In(dy_), a.In(w_), dx, ws);
+      be.Conv2dBackwardFilter(s, a.In(x_), a.In(dy_), 0.0f, dw_0, ws);
+      be.Conv2dBackwardFilter(s, a.In(x_), a.In(dy_), 1.0f, dw_1, ws);
+      return std::vector<std::vector<float>>{a.Read(y), a.Read(dx), a.Read(dw_0), a.Read(dw_1)};
+    };
+    const auto got = passes(*gpu_, x, w, dy, dw0);
+    const auto want = passes(*cpu_, x, w, dy, dw0);
+    const auto mag = passes(*fp32, ax, aw, ady, magnitude(dw0));
+    const int64_t terms[] = {s.kernel_h * s.kernel_w * s.in_c, s.kernel_h * s.kernel_w * s.out_c, s.col_rows(),
+                             s.col_rows() + 1};
+    const char* names[] = {"y", "dx", "dw (beta 0)", "dw (beta 1)"};
+    for (size_t p = 0; p < 4; ++p) {
+      int64_t bad = 0;
+      for (size_t i = 0; i < want[p].size(); ++i) {
+        const double tol = 4.0 * static_cast<double>(terms[p] + 2) * std::ldexp(1.0, -24) * mag[p][i] + 1e-6;
+        if (!(std::fabs(double{got[p][i]} - want[p][i]) <= tol) && ++bad <= 3) {
+          ADD_FAILURE() << names[p] << "[" << i << "]: gpu " << got[p][i] << " cpu " << want[p][i] << " (tol " << tol
+                        << ")";
+        }
+      }
+      EXPECT_EQ(bad, 0) << names[p] << ": " << bad << " of " << want[p].size() << " outside the bound";
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Paths, CudaBf16ConvTest, ::testing::ValuesIn(ConvPaths()), ConvPathName);
 
 // The packed-B path of the recurrent layers: B converted once (GemmPackB), A per call,
 // A a column slice of a wider matrix (an LSTM step's h_{t-1} inside the sequence).

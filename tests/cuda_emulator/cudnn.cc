@@ -182,28 +182,34 @@ enum class Pass { kForward, kBackwardData, kBackwardFilter };
 struct Algorithm {
   int id;
   bool deterministic;
-  bool fft;  // refuses NHWC
+  enum class Kind { kGemm, kFft, kWinograd } kind;  // FFT refuses NHWC; Winograd wants 3x3, stride 1
   enum class Space { kNone, kFilter, kIm2col, kFft } space;
+  // FFT and Winograd multiply transformed operands.
+  bool transforms() const { return kind != Kind::kGemm; }
 };
 
 const std::vector<Algorithm>& Catalogue(Pass pass) {
   using S = Algorithm::Space;
+  using K = Algorithm::Kind;
   static const std::vector<Algorithm> forward = {
-      {CUDNN_CONVOLUTION_FWD_ALGO_FFT, true, true, S::kFft},
-      {CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM, true, false, S::kFilter},
-      {CUDNN_CONVOLUTION_FWD_ALGO_GEMM, true, false, S::kIm2col},
-      {CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, true, false, S::kNone},
+      {CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED, true, K::kWinograd, S::kFilter},
+      {CUDNN_CONVOLUTION_FWD_ALGO_FFT, true, K::kFft, S::kFft},
+      {CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM, true, K::kGemm, S::kFilter},
+      {CUDNN_CONVOLUTION_FWD_ALGO_GEMM, true, K::kGemm, S::kIm2col},
+      {CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, true, K::kGemm, S::kNone},
   };
   static const std::vector<Algorithm> backward_data = {
-      {CUDNN_CONVOLUTION_BWD_DATA_ALGO_0, false, false, S::kNone},
-      {CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING, true, true, S::kFft},
-      {CUDNN_CONVOLUTION_BWD_DATA_ALGO_1, true, false, S::kFilter},
+      {CUDNN_CONVOLUTION_BWD_DATA_ALGO_0, false, K::kGemm, S::kNone},
+      {CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED, true, K::kWinograd, S::kFilter},
+      {CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING, true, K::kFft, S::kFft},
+      {CUDNN_CONVOLUTION_BWD_DATA_ALGO_1, true, K::kGemm, S::kFilter},
   };
   static const std::vector<Algorithm> backward_filter = {
-      {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0, false, false, S::kNone},
-      {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3, false, false, S::kFilter},
-      {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT, true, true, S::kFft},
-      {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, true, false, S::kIm2col},
+      {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0, false, K::kGemm, S::kNone},
+      {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3, false, K::kGemm, S::kFilter},
+      {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED, true, K::kWinograd, S::kFilter},
+      {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT, true, K::kFft, S::kFft},
+      {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, true, K::kGemm, S::kIm2col},
   };
   return pass == Pass::kForward ? forward : pass == Pass::kBackwardData ? backward_data : backward_filter;
 }
@@ -230,7 +236,12 @@ size_t WorkspaceOf(const Algorithm& a, const Problem& p) {
 
 cudnnStatus_t Usable(const Algorithm* a, const Problem& p) {
   if (a == nullptr) return CUDNN_STATUS_NOT_SUPPORTED;
-  if (a->fft && p.nhwc) return CUDNN_STATUS_NOT_SUPPORTED_LAYOUT;
+  if (a->kind == Algorithm::Kind::kFft && p.nhwc) return CUDNN_STATUS_NOT_SUPPORTED_LAYOUT;
+  if (a->kind == Algorithm::Kind::kWinograd &&
+      (p.w.dim[2] != 3 || p.w.dim[3] != 3 || p.stride[0] != 1 || p.stride[1] != 1 || p.dilation[0] != 1 ||
+       p.dilation[1] != 1)) {
+    return CUDNN_STATUS_NOT_SUPPORTED;
+  }
   return CUDNN_STATUS_SUCCESS;
 }
 
@@ -277,6 +288,16 @@ cudnnStatus_t WorkspaceQuery(const char* call, Pass pass, const Problem& p, int 
 
 // ---- Execution ----
 
+// How a pass multiplies: fp32 (CUDNN_FMA_MATH), TF32 products of the operands, or TF32
+// products of transformed operands (FFT, Winograd with TF32 allowed).
+enum class Products { kFp32, kTf32, kTf32OfTransformed };
+
+// A stand-in for an operand transform (the emulator computes the convolution directly):
+// the value scaled by 1/3, rounded to TF32, scaled back. Like a real transform's
+// output, v / 3 has more mantissa bits than TF32 keeps, so a bf16 operand, exact in
+// TF32, loses bits here as it would on a GPU.
+float TransformedTf32(float v) { return lsemu::RoundToTf32(v * (1.0f / 3.0f)) * 3.0f; }
+
 // Partial sums a non-deterministic algorithm adds in a changing order (its atomics).
 constexpr int kPartials = 8;
 std::atomic<uint64_t> nondeterministic_calls{0};
@@ -294,11 +315,15 @@ class Accumulator {
     partial_[next_] += term;
     next_ = next_ + 1 == kPartials ? 0 : next_ + 1;
   }
-  // Adds the products of `count` pairs a[i * a_step] b[i * b_step] (TF32-rounded first
-  // when tf32), in i order.
-  void AddProducts(const float* a, int64_t a_step, const float* b, int64_t b_step, int count, bool tf32) {
+  // Adds the products of `count` pairs a[i * a_step] b[i * b_step], in i order, each
+  // operand as `products` says.
+  void AddProducts(const float* a, int64_t a_step, const float* b, int64_t b_step, int count, Products products) {
     for (int i = 0; i < count; ++i, a += a_step, b += b_step) {
-      Add(tf32 ? lsemu::RoundToTf32(*a) * lsemu::RoundToTf32(*b) : *a * *b);
+      switch (products) {
+        case Products::kFp32: Add(*a * *b); break;
+        case Products::kTf32: Add(lsemu::RoundToTf32(*a) * lsemu::RoundToTf32(*b)); break;
+        case Products::kTf32OfTransformed: Add(TransformedTf32(*a) * TransformedTf32(*b)); break;
+      }
     }
   }
   float Sum() {
@@ -321,6 +346,7 @@ struct Operands {
   const float* in2;  // forward: w; backward data: w;  backward filter: dy
   float* out;        // y, dx, dw
   float alpha, beta;
+  Products products;
 };
 
 void Store(float* out, int64_t at, float alpha, float beta, float sum) {
@@ -342,7 +368,7 @@ void RunForward(const Problem& p, const Operands& o, Accumulator& acc) {
               if (w < 0 || w >= W) continue;
               const int fr = p.flip ? R - 1 - r : r, fs = p.flip ? S - 1 - s : s;
               acc.AddProducts(o.in1 + p.x.Offset(n, 0, h, w), p.x.stride[1],
-                              o.in2 + p.w.Offset(k, 0, fr, fs), p.w.stride[1], C, p.tf32);
+                              o.in2 + p.w.Offset(k, 0, fr, fs), p.w.stride[1], C, o.products);
             }
           }
           Store(o.out, p.y.Offset(n, k, oh, ow), o.alpha, o.beta, acc.Sum());
@@ -367,7 +393,7 @@ void RunBackwardData(const Problem& p, const Operands& o, Accumulator& acc) {
               const int fr = p.flip ? R - 1 - r : r, fs = p.flip ? S - 1 - s : s;
               acc.AddProducts(o.in1 + p.y.Offset(n, 0, th / p.stride[0], tw / p.stride[1]),
                               p.y.stride[1], o.in2 + p.w.Offset(0, c, fr, fs), p.w.stride[0], K,
-                              p.tf32);
+                              o.products);
             }
           }
           Store(o.out, p.x.Offset(n, c, h, w), o.alpha, o.beta, acc.Sum());
@@ -395,7 +421,7 @@ void RunBackwardFilter(const Problem& p, const Operands& o, Accumulator& acc) {
               if (first >= end) continue;
               acc.AddProducts(o.in1 + p.x.Offset(n, c, h, first * p.stride[1] + offset),
                               p.x.stride[3] * p.stride[1], o.in2 + p.y.Offset(n, k, oh, first),
-                              p.y.stride[3], end - first, p.tf32);
+                              p.y.stride[3], end - first, o.products);
             }
           const int fr = p.flip ? R - 1 - r : r, fs = p.flip ? S - 1 - s : s;
           Store(o.out, p.w.Offset(k, c, fr, fs), o.alpha, o.beta, acc.Sum());
@@ -453,8 +479,10 @@ cudnnStatus_t Execute(const char* call, cudnnHandle_t handle, Pass pass, int alg
                " bytes are not inside one block from cudaMalloc");
   }
   // Host scaling factors are read at the call (CUDNN's default pointer mode).
+  const Products products = !p.tf32 ? Products::kFp32 : a->transforms() ? Products::kTf32OfTransformed
+                                                                         : Products::kTf32;
   Operands o{static_cast<const float*>(in1), static_cast<const float*>(in2), static_cast<float*>(out),
-             *static_cast<const float*>(alpha), *static_cast<const float*>(beta)};
+             *static_cast<const float*>(alpha), *static_cast<const float*>(beta), products};
   const bool deterministic = a->deterministic;
   const uint64_t seed = deterministic ? 0 : nondeterministic_calls.fetch_add(1) + 1;
   lsemu::Enqueue(handle->stream, [=] {

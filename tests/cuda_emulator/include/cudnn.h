@@ -28,7 +28,15 @@
 //     bits; the heuristics list them first;
 //   - workspace: an algorithm that needs workspace fills all of it with 0xFF (NaN)
 //     before it computes, so a workspace that overlaps an input shows in the result;
-//   - FFT algorithms report CUDNN_STATUS_NOT_SUPPORTED for NHWC tensors.
+//   - FFT algorithms report CUDNN_STATUS_NOT_SUPPORTED for NHWC tensors; the Winograd
+//     ones (WINOGRAD_NONFUSED, listed first for the forward pass, after the
+//     non-deterministic ones for the backward passes) for anything but 3x3 filters at
+//     stride 1 and dilation 1;
+//   - FFT and Winograd algorithms multiply transformed operands: with TF32 their
+//     products are of operands scaled by 1/3, rounded to TF32 and scaled back, so that
+//     bf16 values, which TF32 holds exactly, lose bits as transformed ones would. (The
+//     emulator computes every algorithm directly; this models only where the rounding
+//     falls.)
 #pragma once
 
 #include <cuda_runtime.h>
