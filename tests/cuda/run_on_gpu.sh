@@ -211,6 +211,14 @@ if stage bench && [ -x "$BUILD/bench_training_cuda" ] && (( $(left) > 40 )); the
     > "$LOGS/e2e.txt" 2>&1
   note compare_pytorch_cuda $? $(( $(date +%s) - t0 ))
 fi
+# The CNN with training.precision BF16_GEMM (bf16 tensor-core GEMMs; convolutions on
+# TF32 tensor cores over bf16-rounded operands), to set beside the fp32 rows above.
+if stage bench && [ -x "$BUILD/bench_training_cuda" ] && (( $(left) > 30 )); then
+  t0=$(date +%s)
+  timeout "$(budget 60)" "$BUILD/bench_training_cuda" -m cnn -b 64 256 -n 100 --bf16 \
+    > "$LOGS/e2e_bf16.txt" 2>&1
+  note bench_training_cuda_bf16 $? $(( $(date +%s) - t0 ))
+fi
 
 if stage memcheck && command -v compute-sanitizer > /dev/null; then
   # memcheck on everything but the death tests (they fork).
@@ -227,6 +235,7 @@ fi
 # Last, so they stay in the output's tail: the benchmarks' tables' ends, the summary.
 [ -f "$LOGS/bench_kernels_cuda.txt" ] && tail -25 "$LOGS/bench_kernels_cuda.txt"
 [ -f "$LOGS/e2e.txt" ] && tail -20 "$LOGS/e2e.txt"
+[ -f "$LOGS/e2e_bf16.txt" ] && tail -6 "$LOGS/e2e_bf16.txt"
 echo "== summary (all logs: $OUT/gpu-logs.tgz; $(( $(date +%s) - script_start )) s in all)"
 cat "$OUT/summary.txt"
 echo "exit $status"
