@@ -854,9 +854,11 @@ TEST_F(CudaBf16Test, CnnWithBf16StorageMatchesTheCpu) {
   ASSERT_EQ(cpu_grads.size(), gpu_grads.size());
   const double grad_l2 = RelativeL2(cpu_grads, gpu_grads);
   RecordProperty("first_step_grad_rel_diff", std::to_string(grad_l2));
-  // Measured on the CPU: fp32 instead of bf16 storage moves this to 0.018, fp32 instead
-  // of bf16 GEMMs to 0.002; summation order alone flips a rounding only rarely.
-  EXPECT_LT(grad_l2, 5e-3) << "first-step gradients, relative L2";
+  // Measured on the CPU (stand-in): fp32 instead of bf16 storage moves this to 0.0039,
+  // fp32 GEMMs and convolutions instead of bf16 ones to 0.052; summation order alone
+  // flips a rounding only rarely. (Before the convolutions rounded their operands the
+  // two were 0.018 and 0.002, and the bound 5e-3.)
+  EXPECT_LT(grad_l2, 2e-3) << "first-step gradients, relative L2";
   EXPECT_NEAR(gpu_losses.front(), cpu_losses.front(), 1e-3 * cpu_losses.front());
   EXPECT_LT(LearnedRatio(cpu_losses), 0.8) << "the reference run must learn";
   EXPECT_NEAR(LearnedRatio(gpu_losses), LearnedRatio(cpu_losses), 0.05);
