@@ -49,6 +49,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_flags.h"
 #include "kernels/cuda/cuda_check.h"
 #include "runtime/core/backend.h"
 #include "runtime/core/cuda_backend.h"
@@ -87,27 +88,6 @@ const char* ConvPathName(CudaBackendOptions::ConvPath p) {
     case CudaBackendOptions::ConvPath::kAuto: break;
   }
   return "auto";
-}
-
-bool ParseInt(const std::string& s, int64_t lo, int64_t hi, int64_t* out) {
-  if (s.empty()) return false;
-  char* end = nullptr;
-  const long long v = std::strtoll(s.c_str(), &end, 10);
-  if (*end != '\0' || v < lo || v > hi) return false;
-  *out = v;
-  return true;
-}
-
-// Splits "a,b" and appends the non-empty parts.
-void SplitCommas(const std::string& s, std::vector<std::string>* out) {
-  size_t start = 0;
-  while (start <= s.size()) {
-    const size_t comma = s.find(',', start);
-    const size_t end = comma == std::string::npos ? s.size() : comma;
-    if (end > start) out->push_back(s.substr(start, end - start));
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
 }
 
 // Returns -1 to go on, else the exit code (0 after --help, 1 on a bad flag).

@@ -219,6 +219,12 @@ if stage bench && [ -x "$BUILD/bench_training_cuda" ] && (( $(left) > 30 )); the
     > "$LOGS/e2e_bf16.txt" 2>&1
   note bench_training_cuda_bf16 $? $(( $(date +%s) - t0 ))
 fi
+# The convolutions alone: each path in fp32 and BF16_GEMM (bf16 / fp32 time ratios).
+if stage bench && [ -x "$BUILD/bench_conv" ] && (( $(left) > 30 )); then
+  t0=$(date +%s)
+  timeout "$(budget 60)" "$BUILD/bench_conv" --json "$LOGS/bench_conv.json" > "$LOGS/bench_conv.txt" 2>&1
+  note bench_conv $? $(( $(date +%s) - t0 ))
+fi
 
 if stage memcheck && command -v compute-sanitizer > /dev/null; then
   # memcheck on everything but the death tests (they fork).
@@ -236,6 +242,7 @@ fi
 [ -f "$LOGS/bench_kernels_cuda.txt" ] && tail -25 "$LOGS/bench_kernels_cuda.txt"
 [ -f "$LOGS/e2e.txt" ] && tail -20 "$LOGS/e2e.txt"
 [ -f "$LOGS/e2e_bf16.txt" ] && tail -6 "$LOGS/e2e_bf16.txt"
+[ -f "$LOGS/bench_conv.txt" ] && grep -v '^{' "$LOGS/bench_conv.txt" | tail -26
 echo "== summary (all logs: $OUT/gpu-logs.tgz; $(( $(date +%s) - script_start )) s in all)"
 cat "$OUT/summary.txt"
 echo "exit $status"
