@@ -122,9 +122,12 @@ struct Constraints {
   size_t cap;
 };
 
-// The first heuristic result we may use; false (with each rejection appended to
-// *rejected) when there is none. workspace_size(algo, &bytes) asks cuDNN what the
-// algorithm needs for this problem: the heuristic's `memory` is an estimate.
+// The first heuristic result we may use, and the math type to run it with; false (with
+// each rejection appended to *rejected) when there is none. workspace_size(algo, math,
+// &bytes) asks cuDNN what the algorithm needs for this problem with that math type: the
+// heuristic's `memory` is an estimate. Without TF32 the math type is CUDNN_FMA_MATH
+// whatever a result says (a result offered as CUDNN_DEFAULT_MATH would run on TF32
+// tensor cores).
 template <typename Perf, typename Algo, typename SizeFn>
 bool ChooseAlgorithm(const std::vector<Perf>& results, int returned, const Constraints& c,
                      SizeFn workspace_size, Algo* algo, cudnnMathType_t* math, size_t* bytes,
@@ -146,15 +149,16 @@ bool ChooseAlgorithm(const std::vector<Perf>& results, int returned, const Const
     } else if (r.memory > cap) {
       why = "workspace " + std::to_string(r.memory) + " bytes over the cap";
     } else {
+      const cudnnMathType_t run_math = c.tf32 ? r.mathType : CUDNN_FMA_MATH;
       size_t need = 0;
-      const cudnnStatus_t st = workspace_size(r.algo, &need);
+      const cudnnStatus_t st = workspace_size(r.algo, run_math, &need);
       if (st != CUDNN_STATUS_SUCCESS) {
         why = std::string("workspace query: ") + cudnnGetErrorString(st);
       } else if (need > cap) {
         why = "workspace " + std::to_string(need) + " bytes over the cap";
       } else {
         *algo = r.algo;
-        *math = r.mathType;
+        *math = run_math;
         *bytes = std::max(need, r.memory);
         return true;
       }
@@ -190,8 +194,10 @@ std::unique_ptr<ConvPlan> MakePlan(cudnnHandle_t handle, const Conv2dShape& s, c
   // TF32 tensor cores on Ampere and later (10-bit mantissa products, ~1e-3 relative
   // error); CUDNN_FMA_MATH restricts it to fp32 FMA kernels. With TF32 allowed the
   // heuristics may offer both kinds (CUDNN_DEFAULT_MATH); each pass then runs with the
-  // math type its algorithm was offered with.
-  LS_CUDNN_CHECK(cudnnSetConvolutionMathType(p->conv, want.tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
+  // math type its algorithm was offered with. Set again before each pass's heuristics:
+  // the workspace queries set each candidate's.
+  const cudnnMathType_t offered = want.tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
+  LS_CUDNN_CHECK(cudnnSetConvolutionMathType(p->conv, offered));
   int n = 0, c = 0, h = 0, w = 0;
   LS_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(p->conv, p->x, p->w, &n, &c, &h, &w));
   LS_CHECK(n == s.batch && c == s.out_c && h == s.out_h() && w == s.out_w())
@@ -207,7 +213,8 @@ std::unique_ptr<ConvPlan> MakePlan(cudnnHandle_t handle, const Conv2dShape& s, c
   std::vector<cudnnConvolutionFwdAlgoPerf_t> fwd(static_cast<size_t>(std::max(max_count, 1)));
   LS_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(handle, p->x, p->w, p->conv, p->y,
                                                         max_count, &returned, fwd.data()));
-  const auto fwd_size = [&](cudnnConvolutionFwdAlgo_t algo, size_t* bytes) {
+  const auto fwd_size = [&](cudnnConvolutionFwdAlgo_t algo, cudnnMathType_t math, size_t* bytes) {
+    LS_CUDNN_CHECK(cudnnSetConvolutionMathType(p->conv, math));
     return cudnnGetConvolutionForwardWorkspaceSize(handle, p->x, p->w, p->conv, p->y, algo, bytes);
   };
   if (!ChooseAlgorithm(fwd, returned, want, fwd_size, &p->fwd_algo, &p->fwd_math, &p->fwd_bytes, &rejected)) {
@@ -219,9 +226,11 @@ std::unique_ptr<ConvPlan> MakePlan(cudnnHandle_t handle, const Conv2dShape& s, c
   LS_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(handle, &max_count));
   std::vector<cudnnConvolutionBwdDataAlgoPerf_t> bwd_data(
       static_cast<size_t>(std::max(max_count, 1)));
+  LS_CUDNN_CHECK(cudnnSetConvolutionMathType(p->conv, offered));
   LS_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(
       handle, p->w, p->y, p->conv, p->x, max_count, &returned, bwd_data.data()));
-  const auto bwd_data_size = [&](cudnnConvolutionBwdDataAlgo_t algo, size_t* bytes) {
+  const auto bwd_data_size = [&](cudnnConvolutionBwdDataAlgo_t algo, cudnnMathType_t math, size_t* bytes) {
+    LS_CUDNN_CHECK(cudnnSetConvolutionMathType(p->conv, math));
     return cudnnGetConvolutionBackwardDataWorkspaceSize(handle, p->w, p->y, p->conv, p->x, algo,
                                                         bytes);
   };
@@ -235,9 +244,11 @@ std::unique_ptr<ConvPlan> MakePlan(cudnnHandle_t handle, const Conv2dShape& s, c
   LS_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(handle, &max_count));
   std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> bwd_filter(
       static_cast<size_t>(std::max(max_count, 1)));
+  LS_CUDNN_CHECK(cudnnSetConvolutionMathType(p->conv, offered));
   LS_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
       handle, p->x, p->y, p->conv, p->w, max_count, &returned, bwd_filter.data()));
-  const auto bwd_filter_size = [&](cudnnConvolutionBwdFilterAlgo_t algo, size_t* bytes) {
+  const auto bwd_filter_size = [&](cudnnConvolutionBwdFilterAlgo_t algo, cudnnMathType_t math, size_t* bytes) {
+    LS_CUDNN_CHECK(cudnnSetConvolutionMathType(p->conv, math));
     return cudnnGetConvolutionBackwardFilterWorkspaceSize(handle, p->x, p->y, p->conv, p->w, algo,
                                                           bytes);
   };
