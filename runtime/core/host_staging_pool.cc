@@ -30,9 +30,10 @@ std::shared_ptr<char> HostStagingPool::Acquire(size_t bytes) {
   if (block == nullptr) {
     try {
       block = static_cast<char*>(backend_->AllocateHost(capacity));  // outside the lock: slow
-    } catch (...) {
+    } catch (...) {  // nothing was allocated: undo the books
       std::lock_guard<std::mutex> lock(mu_);
       stats_.bytes_in_use -= capacity;
+      --stats_.allocations;
       throw;
     }
   }

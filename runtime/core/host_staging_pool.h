@@ -24,7 +24,7 @@
 namespace lockstep {
 
 struct HostStagingStats {
-  size_t allocations = 0;      // AllocateHost calls so far
+  size_t allocations = 0;      // blocks AllocateHost gave so far
   size_t bytes_in_use = 0;     // held by live blocks
   size_t bytes_cached = 0;     // released, kept for reuse
   size_t peak_bytes_in_use = 0;

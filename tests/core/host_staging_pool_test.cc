@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <new>
 #include <thread>
 #include <vector>
 
@@ -64,6 +65,17 @@ TEST(HostStagingPool, TheCacheStaysWithinTwiceThePeakInUse) {
   // 1000 + 2100 + 4300 + 5000 > 2 x 5000: the oldest two went, the newest stay.
   EXPECT_EQ(pool.stats().bytes_cached, 4300u + 5000u);
   EXPECT_EQ(pool.stats().allocations, 4u);
+}
+
+// An allocation that fails throws as AllocateHost does and leaves the books as they were.
+TEST(HostStagingPool, AFailedAllocationThrowsAndCountsNothing) {
+  auto backend = CreateCpuBackend();
+  HostStagingPool pool(backend.get());
+  auto held = pool.Acquire(100);
+  EXPECT_THROW(pool.Acquire(size_t{1} << 62), std::bad_alloc);
+  const HostStagingStats s = pool.stats();
+  EXPECT_EQ(s.allocations, 1u);
+  EXPECT_EQ(s.bytes_in_use, 100u);
 }
 
 TEST(HostStagingPool, ThreadsAcquiringAndReleasingKeepTheBooksStraight) {
