@@ -12,8 +12,8 @@
 //     -w, --warmup    untimed steps before them (default 20)
 //     --conv          convolution path (CudaBackendOptions::ConvPath; default auto =
 //                     cuDNN when the build has it, else im2col + cuBLASLt)
-//     --tf32          TF32 tensor cores in the GEMMs (the cuDNN convolutions
-//                     use fp32 FMA math, see kernels/cuda/cudnn_conv.cc)
+//     --tf32          TF32 tensor cores in the GEMMs (the convolutions stay fp32:
+//                     FMA math in cuDNN, see kernels/cuda/cudnn_conv.cc)
 //     --bf16          training.precision: BF16_GEMM (GemmPrecision::kBf16Inputs): bf16
 //                     tensor-core GEMMs, convolutions on bf16-rounded operands (TF32)
 //     --header        print the table header (default true)
