@@ -191,15 +191,18 @@ int main(int argc, char** argv) {
   const int64_t batch = flags.batch;
   const int repeats = static_cast<int>(flags.repeats);
   const std::string& json_path = flags.json_path;
+  const std::vector<NamedShape> all = Shapes(batch);
   std::vector<NamedShape> shapes;
-  for (const NamedShape& shape : Shapes(batch)) {
+  for (const NamedShape& shape : all) {
     if (flags.shapes.empty() || std::count(flags.shapes.begin(), flags.shapes.end(), shape.name) > 0) {
       shapes.push_back(shape);
     }
   }
-  if (shapes.size() != (flags.shapes.empty() ? Shapes(batch).size() : flags.shapes.size())) {
-    std::fprintf(stderr, "bench_conv: unknown shape in --shapes (cnn_conv1, cnn_conv2, res_3x3, res_1x1)\n");
-    return 1;
+  for (const std::string& name : flags.shapes) {
+    if (std::none_of(all.begin(), all.end(), [&](const NamedShape& shape) { return name == shape.name; })) {
+      std::fprintf(stderr, "bench_conv: unknown shape %s (cnn_conv1, cnn_conv2, res_3x3, res_1x1)\n", name.c_str());
+      return 1;
+    }
   }
   std::string why;
   if (!cpu && !CudaBackendAvailable(&why)) {

@@ -669,6 +669,10 @@ class CudaBf16Test : public CudaBackendTest {
 // of bf16 inputs are exact in fp32, the sums are not (Hopper's tensor cores truncate
 // their fp32 partial sums), and the bound must follow the magnitudes summed, not C.
 // a(i, l) and b(l, j) read op(A) and op(B) in fp32; they are rounded here.
+double SummationTolerance(int64_t terms, double magnitude) {
+  return 4.0 * static_cast<double>(terms + 2) * std::ldexp(1.0, -24) * magnitude + 1e-6;
+}
+
 int64_t OutsideSummationBound(const std::vector<float>& got, const std::vector<float>& want, int64_t m, int64_t n,
                               int64_t k, const std::function<float(int64_t, int64_t)>& a,
                               const std::function<float(int64_t, int64_t)>& b) {
@@ -679,7 +683,7 @@ int64_t OutsideSummationBound(const std::vector<float>& got, const std::vector<f
       for (int64_t l = 0; l < k; ++l) {
         mag += std::fabs(double{kernels::cpu::RoundToBf16(a(i, l))} * kernels::cpu::RoundToBf16(b(l, j)));
       }
-      const double tol = 4.0 * static_cast<double>(k + 2) * std::ldexp(1.0, -24) * mag + 1e-6;
+      const double tol = SummationTolerance(k, mag);
       const size_t at = static_cast<size_t>(i * n + j);
       if (!(std::fabs(double{got[at]} - want[at]) <= tol) && ++bad <= 3) {
         ADD_FAILURE() << "C[" << i << "," << j << "]: gpu " << got[at] << " cpu " << want[at] << " (tol " << tol << ")";
@@ -775,7 +779,7 @@ TEST_P(CudaBf16ConvTest, ConvolutionsMatchTheCpuEmulation) {
     for (size_t p = 0; p < 4; ++p) {
       int64_t bad = 0;
       for (size_t i = 0; i < want[p].size(); ++i) {
-        const double tol = 4.0 * static_cast<double>(terms[p] + 2) * std::ldexp(1.0, -24) * mag[p][i] + 1e-6;
+        const double tol = SummationTolerance(terms[p], mag[p][i]);
         if (!(std::fabs(double{got[p][i]} - want[p][i]) <= tol) && ++bad <= 3) {
           ADD_FAILURE() << names[p] << "[" << i << "]: gpu " << got[p][i] << " cpu " << want[p][i] << " (tol " << tol
                         << ")";
