@@ -14,6 +14,7 @@
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <sstream>
@@ -245,6 +246,16 @@ cudnnStatus_t Usable(const Algorithm* a, const Problem& p) {
   return CUDNN_STATUS_SUCCESS;
 }
 
+// The math type heuristic results report for a descriptor set to `math` (see
+// LOCKSTEP_EMU_CUDNN_RESULT_MATH in cudnn.h).
+cudnnMathType_t ReportedMath(cudnnMathType_t math) {
+  const char* v = std::getenv("LOCKSTEP_EMU_CUDNN_RESULT_MATH");
+  if (v == nullptr || *v == '\0') return math;
+  if (std::string(v) == "DEFAULT") return CUDNN_DEFAULT_MATH;
+  std::fprintf(stderr, "lsemu: LOCKSTEP_EMU_CUDNN_RESULT_MATH=%s: only DEFAULT is known\n", v);
+  std::abort();
+}
+
 template <typename Perf, typename Algo>
 cudnnStatus_t Heuristics(const char* call, Pass pass, const Problem& p, cudnnMathType_t math,
                          int requested, int* returned, Perf* results) {
@@ -262,7 +273,7 @@ cudnnStatus_t Heuristics(const char* call, Pass pass, const Problem& p, cudnnMat
     r.time = -1.0f;  // heuristics time nothing
     r.memory = r.status == CUDNN_STATUS_SUCCESS ? WorkspaceOf(a, p) : 0;
     r.determinism = a.deterministic ? CUDNN_DETERMINISTIC : CUDNN_NON_DETERMINISTIC;
-    r.mathType = math;
+    r.mathType = ReportedMath(math);
     results[i] = r;
   }
   *returned = n;

@@ -37,6 +37,11 @@
 //     bf16 values, which TF32 holds exactly, lose bits as transformed ones would. (The
 //     emulator computes every algorithm directly; this models only where the rounding
 //     falls.)
+//   - the math type a heuristic result reports is the descriptor's, unless
+//     LOCKSTEP_EMU_CUDNN_RESULT_MATH=DEFAULT: then every result reports
+//     CUDNN_DEFAULT_MATH whatever the descriptor says (a math type cuDNN's results
+//     may name for fp32 problems), so that a caller which runs a result with the math
+//     type it names, instead of the one it needs, gets TF32 products.
 #pragma once
 
 #include <cuda_runtime.h>
