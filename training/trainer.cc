@@ -175,8 +175,10 @@ Status Trainer::SetUp() {
   Shape out = m.output_shape();
   out.insert(out.begin(), micro_batch_);
   doutput_ = Tensor::Empty(*backend_, out, DType::kFloat32);
-  host_images_.resize(static_cast<size_t>(micro_batch_ * sample_elems));
-  host_labels_.resize(static_cast<size_t>(micro_batch_ * targets));
+  host_images_.emplace(backend_.get());
+  host_images_->Reserve(sizeof(float) * static_cast<size_t>(micro_batch_ * sample_elems));
+  host_labels_.emplace(backend_.get());
+  host_labels_->Reserve(sizeof(int32_t) * static_cast<size_t>(micro_batch_ * targets));
 
   if (!options_.run_dir.empty() && rank_ == 0) LS_RETURN_IF_ERROR(MakeDirs(options_.run_dir));
   return Status::Ok();
@@ -333,15 +335,18 @@ Result<LossValue> Trainer::Step(int64_t epoch, int64_t step_in_epoch, int64_t* s
     // Dropout masks are keyed by the sample's position in the global batch, so they
     // are the same whichever rank (and world size) processes the sample.
     ctx.first_global_row = slice.first_position;
-    data_->GatherTrain(mine.data(), n, host_images_.data(), host_labels_.data());
+    float* images = static_cast<float*>(host_images_->data());
+    int32_t* labels = static_cast<int32_t*>(host_labels_->data());
+    data_->GatherTrain(mine.data(), n, images, labels);
     Shape s = input_.shape();
     s[0] = n;
     Tensor x = input_.Subview(0, s);
     Tensor y = labels_.Subview(0, {n * targets});
-    backend_->CopyFromHost(x.raw(), host_images_.data(), x.nbytes());
-    backend_->CopyFromHost(y.raw(), host_labels_.data(), y.nbytes());
+    backend_->CopyFromHostAsync(x.raw(), images, x.nbytes());
+    backend_->CopyFromHostAsync(y.raw(), labels, y.nbytes());
     Tensor out = model.Forward(ctx, x);
     Tensor dout = doutput_.Subview(0, out.shape());
+    // Returns the loss to the host: waits for the uploads above (see host_images_).
     LossValue v = ComputeModelLoss(out, y, grad_scale, &dout);
     local[0] += v.sum;
     local[1] += static_cast<double>(v.correct);
@@ -434,8 +439,10 @@ Result<EvalResult> Trainer::Evaluate(int split) {
   const int64_t batch = recipe_.recipe.training().eval_batch_size();
   const int64_t targets = data_->targets_per_sample();
   Shape in = model.input_shape();
-  std::vector<float> inputs(static_cast<size_t>(batch * NumElements(in)));
-  std::vector<int32_t> labels(static_cast<size_t>(batch * targets));
+  // Uploaded without waiting, as in Step: each batch's loss read-back waits for them.
+  HostBuffer host_inputs(backend_.get()), host_labels(backend_.get());
+  float* inputs = static_cast<float*>(host_inputs.Reserve(sizeof(float) * static_cast<size_t>(batch * NumElements(in))));
+  int32_t* labels = static_cast<int32_t*>(host_labels.Reserve(sizeof(int32_t) * static_cast<size_t>(batch * targets)));
   in.insert(in.begin(), batch);
   Tensor x_all = Tensor::Empty(*backend_, in, DType::kFloat32);
   Tensor y_all = Tensor::Empty(*backend_, {batch * targets}, DType::kInt32);
@@ -445,13 +452,13 @@ Result<EvalResult> Trainer::Evaluate(int split) {
   ctx.training = false;
   for (int64_t b = shard.begin; b < shard.end; b += batch) {
     int64_t n = std::min(batch, shard.end - b);
-    data_->GatherEval(split, b, n, inputs.data(), labels.data());
+    data_->GatherEval(split, b, n, inputs, labels);
     Shape s = x_all.shape();
     s[0] = n;
     Tensor x = x_all.Subview(0, s);
     Tensor y = y_all.Subview(0, {n * targets});
-    backend_->CopyFromHost(x.raw(), inputs.data(), x.nbytes());
-    backend_->CopyFromHost(y.raw(), labels.data(), y.nbytes());
+    backend_->CopyFromHostAsync(x.raw(), inputs, x.nbytes());
+    backend_->CopyFromHostAsync(y.raw(), labels, y.nbytes());
     Tensor out = model.Forward(ctx, x);
     LossValue v = ComputeModelLoss(out, y, 0.0f, nullptr);
     sums[0] += v.sum;

@@ -10,7 +10,8 @@
 # memory (its caching allocator's peak of bytes in use; CUDA context not counted; ours
 # leaves out the 32 MiB cuBLASLt workspace, allocated outside the allocator, PyTorch's
 # includes its cuBLAS workspace).
-# Both sides upload every batch from pageable host memory and wait for it; both run
+# Both sides upload every batch from page-locked host memory without waiting for it
+# (lockstep's trainer does so; PyTorch with pin_memory and non_blocking); both run
 # fp32 unless TF32=1. lockstep also reads the loss and the correct count back each step
 # (as its trainer does); the PyTorch loop never waits for its loss, so the ratio is if
 # anything conservative.

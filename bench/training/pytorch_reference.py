@@ -9,9 +9,9 @@ Optional: needs `pip install torch` (CPU wheel). Exits 0 with a note when absent
 
 --device cuda: the same models on the GPU against bench_training_cuda (see
 bench/training/compare_pytorch_cuda.sh): default batches 32 64 128 256, 200 timed
-steps after 20 warm-ups; each step uploads its batch from a plain (pageable) host
-tensor with .to(device), as bench_training_cuda does with backend.CopyFromHost; the
-clock is read after torch.cuda.synchronize(); peak device memory is
+steps after 20 warm-ups; each step uploads its batch from a pinned host tensor with
+.to(device, non_blocking=True), as bench_training_cuda (and the trainer) does with
+backend.CopyFromHostAsync from page-locked memory; the clock is read after torch.cuda.synchronize(); peak device memory is
 torch.cuda.max_memory_allocated() (the caching allocator's peak of bytes in use,
 like memory_stats() on our side), reset per configuration. fp32 by default: TF32 is
 switched off for matmuls AND cuDNN convolutions (PyTorch allows it for convolutions
@@ -143,15 +143,17 @@ def run_cuda(torch, args):
             model = build(torch, name).to(dev)
             opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
             loss_fn = torch.nn.CrossEntropyLoss()
-            # Plain pageable host tensors (labels int64, as CrossEntropyLoss wants them).
+            # Pinned host tensors (labels int64, as CrossEntropyLoss wants them).
             hx, hy = learnable_batches(torch, host_batches, batch)
+            hx = [t.pin_memory() for t in hx]
+            hy = [t.pin_memory() for t in hy]
             steps_done = [0]
 
             def step():
                 i = steps_done[0] % host_batches
                 steps_done[0] += 1
-                x = hx[i].to(dev)
-                y = hy[i].to(dev)
+                x = hx[i].to(dev, non_blocking=True)
+                y = hy[i].to(dev, non_blocking=True)
                 opt.zero_grad(set_to_none=True)
                 loss = loss_fn(model(x), y)
                 loss.backward()

@@ -57,6 +57,15 @@ class Backend {
   virtual void CopyBytes(void* dst, const void* src, size_t bytes) = 0;        // device -> device
   virtual void CopyToHost(void* host_dst, const void* src, size_t bytes) = 0;    // device -> host
   virtual void CopyFromHost(void* dst, const void* host_src, size_t bytes) = 0;  // host -> device
+  // host -> device without waiting for it: queued behind the work already issued, so
+  // the host can go on enqueueing kernels. host_src must stay unchanged until the next
+  // Synchronize() or the next call that returns a host value (a loss, a norm: those
+  // wait for all queued work). From AllocateHost memory the copy is a DMA that runs
+  // when its turn comes; from other memory the GPU's driver stages it before
+  // returning. The CPU backend copies at once.
+  virtual void CopyFromHostAsync(void* dst, const void* host_src, size_t bytes) {
+    CopyFromHost(dst, host_src, bytes);
+  }
   virtual void Synchronize() {}
   // Host memory the backend copies to and from fastest: page-locked on a GPU (DMA
   // without a bounce buffer), plain on the CPU. For host copies of device state that
@@ -219,6 +228,8 @@ class HostBuffer {
   HostBuffer& operator=(HostBuffer&&) = delete;
   // At least `bytes` (contents not kept when it grows).
   void* Reserve(size_t bytes);
+  // What the last Reserve returned (null before the first).
+  void* data() const { return data_; }
 
  private:
   Backend* backend_;

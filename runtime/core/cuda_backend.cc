@@ -134,6 +134,10 @@ class CudaBackend final : public Backend {
     LS_CUDA_CHECK(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, stream_));
     Synchronize();
   }
+  void CopyFromHostAsync(void* dst, const void* host_src, size_t bytes) override {
+    if (bytes == 0) return;
+    LS_CUDA_CHECK(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, stream_));
+  }
   void Synchronize() override { LS_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
   void* AllocateHost(size_t bytes) override {
     if (bytes == 0) return nullptr;

@@ -6,6 +6,7 @@
 // why; with LOCKSTEP_REQUIRE_CUDA=1 a skip is a failure.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -152,6 +153,26 @@ TEST_F(CudaBackendTest, MemoryOpsRoundTrip) {
     be.ZeroBytes(dst + 600, 400 * sizeof(float));
     o.arrays["dst"] = a.Read(dst);
   }, 0, 0);
+}
+
+// The trainer's upload path: a page-locked host buffer refilled after each read-back
+// and copied without waiting. Every upload must land, in order, before the read-back
+// that follows it (SumOfSquares returns a host value).
+TEST_F(CudaBackendTest, AsyncUploadsLandBeforeTheNextReadBack) {
+  constexpr int64_t kN = 1000, kRounds = 4;
+  TestRng rng(2);
+  const std::vector<float> values = rng.Vector(kN * kRounds);
+  ExpectSame([&](Backend& be, Args& a, Outputs& o) {
+    float* dst = a.Out<float>(kN * kRounds);
+    HostBuffer staging(&be);
+    float* host = static_cast<float*>(staging.Reserve(sizeof(float) * kN));
+    for (int64_t r = 0; r < kRounds; ++r) {
+      std::copy(values.begin() + r * kN, values.begin() + (r + 1) * kN, host);
+      be.CopyFromHostAsync(dst + r * kN, host, sizeof(float) * kN);
+      o.scalars["sum of squares, round " + std::to_string(r)] = be.SumOfSquares(dst + r * kN, kN);
+    }
+    o.arrays["dst"] = a.Read(dst);
+  }, 0, 1e-12);
 }
 
 TEST_F(CudaBackendTest, GemmAllTransposesAndBeta) {
