@@ -4,6 +4,7 @@
 // carry no branches.
 #include "kernels/cpu/recurrent.h"
 
+#include "common/check.h"
 #include "kernels/cpu/fast_math.h"
 
 namespace lockstep::kernels::cpu {
@@ -28,10 +29,13 @@ LS_INLINE void LstmRowForward(int64_t n, float* __restrict g, const float* __res
   }
 }
 
+// The row bodies take plain pointers; the wrappers below say what may alias what
+// (restrict), for the vectoriser: a separate gradient buffer (dg never g), or the
+// gates' own buffer overwritten in place (one pointer for both, so it cannot be
+// confused with the others). Each index is read before it is written.
 template <bool kPrev, bool kDy, bool kCarry>
-LS_INLINE void LstmRowBackward(int64_t n, const float* __restrict g, const float* __restrict cp,
-                            const float* __restrict cb, const float* __restrict dyb,
-                            const float* __restrict carry, float* __restrict dcb, float* __restrict dg) {
+LS_INLINE void LstmRowBackwardBody(int64_t n, const float* g, const float* cp, const float* cb, const float* dyb,
+                                   const float* carry, float* dcb, float* dg) {
   for (int64_t u = 0; u < n; ++u) {
     const float i = g[u], f = g[n + u], cand = g[2 * n + u], o = g[3 * n + u];
     float dh = kDy ? dyb[u] : 0.0f;
@@ -48,13 +52,34 @@ LS_INLINE void LstmRowBackward(int64_t n, const float* __restrict g, const float
 }
 
 template <bool kPrev, bool kDy, bool kCarry>
+LS_INLINE void LstmRowBackward(int64_t n, const float* __restrict g, const float* __restrict cp,
+                               const float* __restrict cb, const float* __restrict dyb, const float* __restrict carry,
+                               float* __restrict dcb, float* __restrict dg) {
+  LstmRowBackwardBody<kPrev, kDy, kCarry>(n, g, cp, cb, dyb, carry, dcb, dg);
+}
+
+template <bool kPrev, bool kDy, bool kCarry>
+LS_INLINE void LstmRowBackwardInPlace(int64_t n, float* __restrict g, const float* __restrict cp,
+                                      const float* __restrict cb, const float* __restrict dyb,
+                                      const float* __restrict carry, float* __restrict dcb) {
+  LstmRowBackwardBody<kPrev, kDy, kCarry>(n, g, cp, cb, dyb, carry, dcb, g);
+}
+
+template <bool kPrev, bool kDy, bool kCarry>
 LS_INLINE void LstmBackwardRows(const RecurrentStep& s, const float* gates, const float* c_prev, const float* c,
                       const float* dy, int64_t dy_stride, const float* dh_carry, float* dc, float* dgates) {
   const int64_t n = s.units;
   for (int64_t b = 0; b < s.batch; ++b) {
-    LstmRowBackward<kPrev, kDy, kCarry>(n, gates + b * s.gate_stride, kPrev ? c_prev + b * s.state_stride : nullptr,
-                                        c + b * s.state_stride, kDy ? dy + b * dy_stride : nullptr,
-                                        kCarry ? dh_carry + b * n : nullptr, dc + b * n, dgates + b * s.gate_stride);
+    const float* cp = kPrev ? c_prev + b * s.state_stride : nullptr;
+    const float* dyb = kDy ? dy + b * dy_stride : nullptr;
+    const float* carry = kCarry ? dh_carry + b * n : nullptr;
+    float* dg = dgates + b * s.gate_stride;
+    if (gates == dgates) {
+      LstmRowBackwardInPlace<kPrev, kDy, kCarry>(n, dg, cp, c + b * s.state_stride, dyb, carry, dc + b * n);
+    } else {
+      LstmRowBackward<kPrev, kDy, kCarry>(n, gates + b * s.gate_stride, cp, c + b * s.state_stride, dyb, carry,
+                                          dc + b * n, dg);
+    }
   }
 }
 
@@ -75,9 +100,8 @@ LS_INLINE void GruRowForward(int64_t n, float* __restrict g, float* __restrict r
 
 // dh_prev may alias carry (same index read before written), so no restrict on them.
 template <bool kPrev, bool kDy, bool kCarry>
-LS_INLINE void GruRowBackward(int64_t n, const float* __restrict g, const float* __restrict r,
-                           const float* __restrict hp, const float* __restrict dyb, const float* carry,
-                           float* dh_prev, float* __restrict dg, float* __restrict dr) {
+LS_INLINE void GruRowBackwardBody(int64_t n, const float* g, const float* r, const float* hp, const float* dyb,
+                                  const float* carry, float* dh_prev, float* dg, float* dr) {
   for (int64_t u = 0; u < n; ++u) {
     const float z = g[u], rs = g[n + u], hh = g[2 * n + u];
     float dh = kDy ? dyb[u] : 0.0f;
@@ -97,15 +121,37 @@ LS_INLINE void GruRowBackward(int64_t n, const float* __restrict g, const float*
 }
 
 template <bool kPrev, bool kDy, bool kCarry>
+LS_INLINE void GruRowBackward(int64_t n, const float* __restrict g, const float* __restrict r,
+                              const float* __restrict hp, const float* __restrict dyb, const float* carry,
+                              float* dh_prev, float* __restrict dg, float* __restrict dr) {
+  GruRowBackwardBody<kPrev, kDy, kCarry>(n, g, r, hp, dyb, carry, dh_prev, dg, dr);
+}
+
+template <bool kPrev, bool kDy, bool kCarry>
+LS_INLINE void GruRowBackwardInPlace(int64_t n, float* __restrict g, float* __restrict r, const float* __restrict hp,
+                                     const float* __restrict dyb, const float* carry, float* dh_prev) {
+  GruRowBackwardBody<kPrev, kDy, kCarry>(n, g, r, hp, dyb, carry, dh_prev, g, r);
+}
+
+template <bool kPrev, bool kDy, bool kCarry>
 LS_INLINE void GruBackwardRows(const RecurrentStep& s, const float* gates, const float* rec, const float* h_prev,
                      const float* dy, int64_t dy_stride, const float* dh_carry, float* dh_prev, float* dgates,
                      float* drec) {
   const int64_t n = s.units;
+  const bool in_place = gates == dgates;
+  LS_CHECK(in_place == (rec == drec)) << "GruCellBackward: overwrites gates and rec in place, or neither";
   for (int64_t b = 0; b < s.batch; ++b) {
-    GruRowBackward<kPrev, kDy, kCarry>(n, gates + b * s.gate_stride, rec + b * s.gate_stride,
-                                       kPrev ? h_prev + b * s.state_stride : nullptr,
-                                       kDy ? dy + b * dy_stride : nullptr, kCarry ? dh_carry + b * n : nullptr,
-                                       dh_prev + b * n, dgates + b * s.gate_stride, drec + b * s.gate_stride);
+    const float* hp = kPrev ? h_prev + b * s.state_stride : nullptr;
+    const float* dyb = kDy ? dy + b * dy_stride : nullptr;
+    const float* carry = kCarry ? dh_carry + b * n : nullptr;
+    float* dg = dgates + b * s.gate_stride;
+    float* dr = drec + b * s.gate_stride;
+    if (in_place) {
+      GruRowBackwardInPlace<kPrev, kDy, kCarry>(n, dg, dr, hp, dyb, carry, dh_prev + b * n);
+    } else {
+      GruRowBackward<kPrev, kDy, kCarry>(n, gates + b * s.gate_stride, rec + b * s.gate_stride, hp, dyb, carry,
+                                         dh_prev + b * n, dg, dr);
+    }
   }
 }
 

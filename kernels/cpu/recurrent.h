@@ -31,7 +31,8 @@ void LstmCellForward(const RecurrentStep& s, float* gates, const float* c_prev, 
 // Backward of one step. dh = dy (may be null; rows dy_stride apart) + dh_carry
 // (may be null; (batch, units) contiguous). dc (batch, units) contiguous: in, the
 // gradient reaching c from the later step (zeros at the last step); out, the
-// gradient for c_prev. dgates (rows gate_stride apart): d(pre-activations).
+// gradient for c_prev. dgates (rows gate_stride apart): d(pre-activations); may be
+// gates itself (each element is read before it is written).
 void LstmCellBackward(const RecurrentStep& s, const float* gates, const float* c_prev,
                       const float* c, const float* dy, int64_t dy_stride, const float* dh_carry,
                       float* dc, float* dgates);
@@ -45,7 +46,8 @@ void GruCellForward(const RecurrentStep& s, float* gates, float* rec, const floa
 
 // Backward of one step. dh as for LSTM. Writes dgates = d(input projections),
 // drec = d(h_prev U + b_r) (rows gate_stride apart), and dh_prev = dh * z, the
-// direct path only (the caller adds drec U^T). dh_prev may alias dh_carry.
+// direct path only (the caller adds drec U^T). dh_prev may alias dh_carry; dgates may
+// be gates and drec rec, both or neither (each element is read before it is written).
 void GruCellBackward(const RecurrentStep& s, const float* gates, const float* rec,
                      const float* h_prev, const float* dy, int64_t dy_stride,
                      const float* dh_carry, float* dh_prev, float* dgates, float* drec);

@@ -26,7 +26,8 @@ void LstmCellForward(const RecurrentStep& s, float* gates, const float* c_prev, 
 
 // dh = dy (may be null; rows dy_stride apart) + dh_carry (may be null; (batch, units)
 // contiguous). dc (batch, units): in the gradient from the later step, out the one for
-// c_prev. dgates (rows gate_stride apart) = d(pre-activations).
+// c_prev. dgates (rows gate_stride apart) = d(pre-activations); may be gates itself
+// (each element is read before it is written, by the same thread).
 void LstmCellBackward(const RecurrentStep& s, const float* gates, const float* c_prev,
                       const float* c, const float* dy, int64_t dy_stride, const float* dh_carry,
                       float* dc, float* dgates, cudaStream_t stream);
@@ -37,7 +38,8 @@ void GruCellForward(const RecurrentStep& s, float* gates, float* rec, const floa
                     const float* h_prev, float* h, cudaStream_t stream);
 
 // dgates, drec (rows gate_stride apart) and dh_prev = dh * z ((batch, units); may
-// alias dh_carry: each element is read before it is written, by the same thread).
+// alias dh_carry). dgates may be gates and drec rec: each element is read before it is
+// written, by the same thread.
 void GruCellBackward(const RecurrentStep& s, const float* gates, const float* rec,
                      const float* h_prev, const float* dy, int64_t dy_stride,
                      const float* dh_carry, float* dh_prev, float* dgates, float* drec,

@@ -188,6 +188,7 @@ class Backend {
                                  const float* rstd, const float* dy, int64_t rows, int64_t cols,
                                  float grad_beta, float* dx, float* dgamma, float* dbeta) = 0;
   // One time step of the LSTM / GRU cell nonlinearities (the GEMMs are separate ops).
+  // Backward's dgates may be gates and drec rec (kernels/cpu/recurrent.h).
   virtual void LstmCellForward(const RecurrentStep& s, float* gates, const float* c_prev, float* c,
                                float* h, float forget_bias) = 0;
   virtual void LstmCellBackward(const RecurrentStep& s, const float* gates, const float* c_prev,

@@ -138,9 +138,18 @@ class SavedActivation {
   void Seal(const StepContext& ctx);
   // Its fp32 values, in backward (bf16: expanded into the arena).
   const float* Get(const StepContext& ctx);
+  // Its fp32 values in memory the caller may overwrite: the arena's expansion when kept
+  // in bf16; null otherwise (then use Get: the kept values must not change).
+  float* ExpandForOverwrite(const StepContext& ctx);
+  // Values [begin, begin + count) as fp32 into dst (backend memory), without expanding
+  // the rest.
+  void CopyOut(const StepContext& ctx, int64_t begin, int64_t count, float* dst);
 
  private:
   bool Packed(const StepContext& ctx) const { return bf16_ && ctx.transient != nullptr; }
+  const uint16_t* Bits(Backend& backend) {
+    return static_cast<const uint16_t*>(bits_.Get(backend, sizeof(uint16_t) * static_cast<size_t>(n_)));
+  }
   bool bf16_ = false;
   int64_t n_ = 0;
   float* working_ = nullptr;

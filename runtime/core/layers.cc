@@ -34,10 +34,25 @@ void SavedActivation::Seal(const StepContext& ctx) {
 
 const float* SavedActivation::Get(const StepContext& ctx) {
   if (!Packed(ctx)) return fp32_.Floats(*ctx.backend, n_);
+  return ExpandForOverwrite(ctx);
+}
+
+float* SavedActivation::ExpandForOverwrite(const StepContext& ctx) {
+  if (!Packed(ctx)) return nullptr;
   float* expanded = ctx.transient->AcquireFloats(n_);
-  ctx.backend->Bf16ToFp32(static_cast<const uint16_t*>(bits_.Get(*ctx.backend, sizeof(uint16_t) * n_)), expanded,
-                          n_);
+  ctx.backend->Bf16ToFp32(Bits(*ctx.backend), expanded, n_);
   return expanded;
+}
+
+void SavedActivation::CopyOut(const StepContext& ctx, int64_t begin, int64_t count, float* dst) {
+  LS_CHECK(begin >= 0 && count >= 0 && begin + count <= n_) << "SavedActivation::CopyOut: [" << begin << ", "
+                                                            << begin + count << ") of " << n_;
+  if (count == 0) return;
+  if (Packed(ctx)) {
+    ctx.backend->Bf16ToFp32(Bits(*ctx.backend) + begin, dst, count);
+  } else {
+    ctx.backend->CopyBytes(dst, fp32_.Floats(*ctx.backend, n_) + begin, sizeof(float) * static_cast<size_t>(count));
+  }
 }
 
 bool CanFuseActivation(Activation act) { return act != Activation::kGelu; }

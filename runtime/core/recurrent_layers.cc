@@ -5,6 +5,16 @@
 // products (Backend::GemmPackB). Forward keeps the gate activations and
 // states in scratch for backward; the weight gradients dW and dU are one GEMM
 // each over all batch * T rows.
+// With bf16 activation storage (training.precision: BF16) the gate activations,
+// the GRU's recurrent products and h are kept in bf16 (SavedActivation), rounded
+// once the forward's last step is done: the cells computed c and h from their
+// unrounded values, backward sees them rounded (as it sees every bf16-kept value);
+// h, which only feeds the bf16-input GEMMs and the layer's rounded output, is the
+// same either way. The LSTM's c stays fp32: it carries the sequence's memory from
+// step to step. Backward then expands the gates into the buffer it writes their
+// gradients into (each step's rows are read, then overwritten, by its cell), and h
+// straight into its one-step-shifted copy, so bf16 storage needs no fp32 copy of
+// what it keeps.
 #include "runtime/core/sequence_layers.h"
 
 namespace lockstep {
@@ -29,6 +39,12 @@ class RecurrentBase : public Layer {
     f_ = in[1];
     output_shape_ = return_sequences_ ? Shape{t_, units_} : Shape{units_};
     return output_shape_;
+  }
+  void SetActivationStorage(ActivationStorage storage) override {
+    const bool bf16 = storage != ActivationStorage::kFp32;
+    gates_.set_bf16(bf16);
+    h_.set_bf16(bf16);
+    rec_.set_bf16(bf16);
   }
   void BindParams(const std::vector<Tensor>& p, const std::vector<Tensor>& g) override {
     w_ = p[0].data<float>();
@@ -87,22 +103,38 @@ class RecurrentBase : public Layer {
                         int64_t batch) const {
     be.GemmPackedB(batch, h + (t - 1) * units_, t_ * units_, u, beta, out + t * GateCols(), t_ * GateCols());
   }
-  // dW, dU (from d(recurrent products) drec and states h) and dx from dgates.
-  // h_prev is scratch of batch * T * units floats.
-  void WeightAndInputGrads(const StepContext& ctx, const float* x, const float* h, const float* dgates,
-                           const float* drec, float* dx, int64_t batch, float* h_prev) const {
+  // The saved h (batch, T, units) shifted down one step per sample, with a zero row at
+  // t = 0: row t of a sample is h_{t-1}. Scratch from the arena (or h_prev_).
+  float* ShiftedStates(const StepContext& ctx, int64_t batch) {
+    Backend& be = *ctx.backend;
+    float* h_prev = TransientFloats(ctx, h_prev_, batch * t_ * units_);
+    for (int64_t b = 0; b < batch; ++b) {
+      float* dst = h_prev + b * t_ * units_;
+      be.ZeroBytes(dst, sizeof(float) * static_cast<size_t>(units_));
+      h_.CopyOut(ctx, b * t_ * units_, (t_ - 1) * units_, dst + units_);
+    }
+    return h_prev;
+  }
+  // The gates' fp32 values and where their gradients go: with bf16 storage one buffer
+  // (the expansion, overwritten step by step by the cells), else the kept values and
+  // a separate buffer.
+  struct GradTarget {
+    const float* values;
+    float* grads;
+  };
+  static GradTarget ValuesAndGrads(const StepContext& ctx, SavedActivation& kept, Scratch& fallback, int64_t n) {
+    if (float* expanded = kept.ExpandForOverwrite(ctx)) return {expanded, expanded};
+    return {kept.Get(ctx), TransientFloats(ctx, fallback, n)};
+  }
+  // dW, dU (from d(recurrent products) drec and the shifted states h_prev) and dx
+  // from dgates.
+  void WeightAndInputGrads(const StepContext& ctx, const float* x, const float* h_prev, const float* dgates,
+                           const float* drec, float* dx, int64_t batch) const {
     Backend& be = *ctx.backend;
     const int64_t gc = GateCols();
     be.Gemm(true, false, f_, gc, batch * t_, 1.0f, x, f_, dgates, gc, ctx.grad_beta, dw_, gc);
-    // dU = sum_b sum_{t >= 1} h_{t-1}^T drec_t, as one GEMM over batch * T rows: h_prev
-    // holds h shifted down one step per sample with a zero row at t = 0 (whose drec
-    // then contributes nothing).
-    const size_t row_bytes = sizeof(float) * static_cast<size_t>(units_);
-    for (int64_t b = 0; b < batch; ++b) {
-      float* dst = h_prev + b * t_ * units_;
-      be.ZeroBytes(dst, row_bytes);
-      if (t_ > 1) be.CopyBytes(dst + units_, h + b * t_ * units_, row_bytes * static_cast<size_t>(t_ - 1));
-    }
+    // dU = sum_b sum_{t >= 1} h_{t-1}^T drec_t, as one GEMM over batch * T rows (the
+    // zero row at t = 0 makes that step's drec contribute nothing).
     be.Gemm(true, false, units_, gc, batch * t_, 1.0f, h_prev, units_, drec, gc, ctx.grad_beta, du_, gc);
     if (dx) be.Gemm(false, true, batch * t_, f_, gc, 1.0f, dgates, gc, w_, gc, 0.0f, dx, f_);
   }
@@ -114,6 +146,10 @@ class RecurrentBase : public Layer {
   float *w_ = nullptr, *u_ = nullptr, *b_ = nullptr;
   float *dw_ = nullptr, *du_ = nullptr, *db_ = nullptr;
   Scratch u_packed_;  // U packed for the step GEMMs (forward, then transposed in backward)
+  // Kept from forward for backward: the gate activations (batch, T, G u), h (batch, T,
+  // u) and, for the GRU, h_prev U + b_r (batch, T, 3u).
+  SavedActivation gates_, h_, rec_;
+  Scratch h_prev_;  // backward only (when no transient arena)
 };
 
 constexpr float kLstmForgetBias = 1.0f;  // Keras unit_forget_bias, see sequence_layers.h
@@ -130,9 +166,9 @@ class LstmLayer final : public RecurrentBase {
   void Forward(const StepContext& ctx, const float* x, float* y, int64_t batch) override {
     Backend& be = *ctx.backend;
     const int64_t states = batch * t_ * units_;
-    float* gates = gates_.Floats(be, batch * t_ * GateCols());
+    float* gates = gates_.Begin(ctx, batch * t_ * GateCols());
     float* c = c_.Floats(be, states);
-    float* h = h_.Floats(be, states);
+    float* h = h_.Begin(ctx, states);
     InputProjection(be, x, b_, gates, batch);
     const RecurrentStep s = StepShape(batch);
     const Backend::PackedB u = PackU(be, false);
@@ -141,16 +177,18 @@ class LstmLayer final : public RecurrentBase {
       be.LstmCellForward(s, gates + t * GateCols(), t > 0 ? c + (t - 1) * units_ : nullptr,
                          c + t * units_, h + t * units_, kLstmForgetBias);
     }
+    gates_.Seal(ctx);
+    h_.Seal(ctx);
     WriteOutput(be, h, y, batch);
   }
   void Backward(const StepContext& ctx, const float* x, const float*, const float* dy, float* dx,
                 int64_t batch) override {
     Backend& be = *ctx.backend;
     const int64_t states = batch * t_ * units_, gc = GateCols();
-    const float* gates = gates_.Floats(be, batch * t_ * gc);
+    const GradTarget g = ValuesAndGrads(ctx, gates_, dgates_, batch * t_ * gc);
+    const float* gates = g.values;
+    float* dgates = g.grads;
     const float* c = c_.Floats(be, states);
-    const float* h = h_.Floats(be, states);
-    float* dgates = TransientFloats(ctx, dgates_, batch * t_ * gc);
     float* dc = TransientFloats(ctx, dc_, batch * units_);
     float* dh = TransientFloats(ctx, dh_, batch * units_);
     be.ZeroBytes(dc, sizeof(float) * static_cast<size_t>(batch * units_));
@@ -167,12 +205,12 @@ class LstmLayer final : public RecurrentBase {
       }
     }
     be.BiasBackward(dgates, batch * t_, gc, ctx.grad_beta, db_);
-    WeightAndInputGrads(ctx, x, h, dgates, dgates, dx, batch, TransientFloats(ctx, h_prev_, states));
+    WeightAndInputGrads(ctx, x, ShiftedStates(ctx, batch), dgates, dgates, dx, batch);
   }
 
  private:
-  Scratch gates_, c_, h_;   // forward: activations (batch, T, 4u), c and h (batch, T, u)
-  Scratch dgates_, dc_, dh_, h_prev_;  // backward only (when no transient arena)
+  Scratch c_;  // forward: c (batch, T, u), always fp32
+  Scratch dgates_, dc_, dh_;  // backward only (when no transient arena)
 };
 
 class GruLayer final : public RecurrentBase {
@@ -187,9 +225,9 @@ class GruLayer final : public RecurrentBase {
   void Forward(const StepContext& ctx, const float* x, float* y, int64_t batch) override {
     Backend& be = *ctx.backend;
     const int64_t gc = GateCols();
-    float* gates = gates_.Floats(be, batch * t_ * gc);
-    float* rec = rec_.Floats(be, batch * t_ * gc);
-    float* h = h_.Floats(be, batch * t_ * units_);
+    float* gates = gates_.Begin(ctx, batch * t_ * gc);
+    float* rec = rec_.Begin(ctx, batch * t_ * gc);
+    float* h = h_.Begin(ctx, batch * t_ * units_);
     InputProjection(be, x, b_, gates, batch);
     const RecurrentStep s = StepShape(batch);
     const Backend::PackedB u = PackU(be, false);
@@ -198,24 +236,28 @@ class GruLayer final : public RecurrentBase {
       be.GruCellForward(s, gates + t * gc, rec + t * gc, b_ + gc, t > 0 ? h + (t - 1) * units_ : nullptr,
                         h + t * units_);
     }
+    gates_.Seal(ctx);
+    rec_.Seal(ctx);
+    h_.Seal(ctx);
     WriteOutput(be, h, y, batch);
   }
   void Backward(const StepContext& ctx, const float* x, const float*, const float* dy, float* dx,
                 int64_t batch) override {
     Backend& be = *ctx.backend;
     const int64_t gc = GateCols();
-    const float* gates = gates_.Floats(be, batch * t_ * gc);
-    const float* rec = rec_.Floats(be, batch * t_ * gc);
-    const float* h = h_.Floats(be, batch * t_ * units_);
-    float* dgates = TransientFloats(ctx, dgates_, batch * t_ * gc);
-    float* drec = TransientFloats(ctx, drec_, batch * t_ * gc);
+    const GradTarget g = ValuesAndGrads(ctx, gates_, dgates_, batch * t_ * gc);
+    const GradTarget r = ValuesAndGrads(ctx, rec_, drec_, batch * t_ * gc);
+    const float *gates = g.values, *rec = r.values;
+    float *dgates = g.grads, *drec = r.grads;
+    // Row t of a sample is h_{t-1}: the cells' previous state, and dU's left operand.
+    const float* h_prev = ShiftedStates(ctx, batch);
     float* dh = TransientFloats(ctx, dh_, batch * units_);
     const RecurrentStep s = StepShape(batch);
     const Backend::PackedB ut = PackU(be, true);
     for (int64_t t = t_ - 1; t >= 0; --t) {
       int64_t dy_stride = 0;
       const float* dy_t = StepDy(dy, t, &dy_stride);
-      be.GruCellBackward(s, gates + t * gc, rec + t * gc, t > 0 ? h + (t - 1) * units_ : nullptr, dy_t,
+      be.GruCellBackward(s, gates + t * gc, rec + t * gc, t > 0 ? h_prev + t * units_ : nullptr, dy_t,
                          dy_stride, t < t_ - 1 ? dh : nullptr, dh, dgates + t * gc, drec + t * gc);
       // dh_{t-1} = z * dh_t (written above) + drec_t U^T
       if (t > 0) {
@@ -224,12 +266,11 @@ class GruLayer final : public RecurrentBase {
     }
     be.BiasBackward(dgates, batch * t_, gc, ctx.grad_beta, db_);
     be.BiasBackward(drec, batch * t_, gc, ctx.grad_beta, db_ + gc);
-    WeightAndInputGrads(ctx, x, h, dgates, drec, dx, batch, TransientFloats(ctx, h_prev_, batch * t_ * units_));
+    WeightAndInputGrads(ctx, x, h_prev, dgates, drec, dx, batch);
   }
 
  private:
-  Scratch gates_, rec_, h_;  // forward: activations [z, r, hh], h_prev U + b_r, h
-  Scratch dgates_, drec_, dh_, h_prev_;  // backward only (when no transient arena)
+  Scratch dgates_, drec_, dh_;  // backward only (when no transient arena)
 };
 
 }  // namespace

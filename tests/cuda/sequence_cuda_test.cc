@@ -394,5 +394,56 @@ TEST_F(CudaSequenceTest, GruCellIsBitwiseItsReplayAndCloseToTheCpu) {
   }
 }
 
+// bf16 activation storage expands the kept gates into the buffer the cells then
+// overwrite with their gradients: in place must be bitwise the separate buffers.
+TEST_F(CudaSequenceTest, CellBackwardInPlaceIsBitwiseSeparateBuffers) {
+  TestRng rng(90);
+  for (int64_t gates_per_unit : {4, 3}) {
+    SCOPED_TRACE(gates_per_unit == 4 ? "lstm" : "gru");
+    const StepBuffers host = testing::MakeStep(rng, 5, 33, gates_per_unit);
+    const cpu::RecurrentStep& s = host.s;
+    const int64_t go = host.gate_offset(), so = host.state_offset(), n = s.batch * s.units;
+    DeviceStep separate(host), in_place(host);
+    DeviceBuffer<float> dgates(static_cast<int64_t>(host.gates.size())), drec(dgates.size());
+    DeviceBuffer<float> dh_separate(n), dh_in_place(n);
+    Settle();
+    for (DeviceStep* d : {&separate, &in_place}) {
+      if (gates_per_unit == 4) {
+        LstmCellForward(s, d->gates.get() + go, d->c_prev.get(), d->c.get() + so, d->h.get() + so, 1.0f, stream_);
+      } else {
+        GruCellForward(s, d->gates.get() + go, d->rec.get() + go, d->rec_bias.get(), d->h.get(), d->h.get() + so,
+                       stream_);
+      }
+    }
+    DeviceStep& a = separate;
+    DeviceStep& b = in_place;
+    if (gates_per_unit == 4) {
+      LstmCellBackward(s, a.gates.get() + go, a.c_prev.get(), a.c.get() + so, a.dy.get(), host.dy_stride,
+                       a.carry.get(), a.dc.get(), dgates.get() + go, stream_);
+      LstmCellBackward(s, b.gates.get() + go, b.c_prev.get(), b.c.get() + so, b.dy.get(), host.dy_stride,
+                       b.carry.get(), b.dc.get(), b.gates.get() + go, stream_);
+    } else {
+      GruCellBackward(s, a.gates.get() + go, a.rec.get() + go, a.h.get(), a.dy.get(), host.dy_stride, a.carry.get(),
+                      dh_separate.get(), dgates.get() + go, drec.get() + go, stream_);
+      GruCellBackward(s, b.gates.get() + go, b.rec.get() + go, b.h.get(), b.dy.get(), host.dy_stride, b.carry.get(),
+                      dh_in_place.get(), b.gates.get() + go, b.rec.get() + go, stream_);
+    }
+    Settle();
+    const std::vector<float> want_g = dgates.Download(), want_r = drec.Download();
+    const std::vector<float> got_g = b.gates.Download(), got_r = b.rec.Download();
+    int64_t differ = 0;
+    for (int64_t row = 0; row < s.batch; ++row) {  // the rows' entries; padding differs by design
+      for (int64_t k = 0; k < gates_per_unit * s.units; ++k) {
+        const size_t at = static_cast<size_t>(go + row * s.gate_stride + k);
+        differ += std::memcmp(&got_g[at], &want_g[at], sizeof(float)) != 0;
+        if (gates_per_unit == 3) differ += std::memcmp(&got_r[at], &want_r[at], sizeof(float)) != 0;
+      }
+    }
+    EXPECT_EQ(differ, 0) << "gradient entries that differ in place";
+    EXPECT_TRUE(BitwiseEqual(b.dc.Download(), a.dc.Download())) << "dc";
+    EXPECT_TRUE(BitwiseEqual(dh_in_place.Download(), dh_separate.Download())) << "dh_prev";
+  }
+}
+
 }  // namespace
 }  // namespace lockstep::kernels::cuda

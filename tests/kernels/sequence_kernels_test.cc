@@ -202,5 +202,51 @@ TEST(CpuRecurrentCellTest, GruStepMatchesFd) {
   ExpectGradient([&](const std::vector<float>& v) { return run(x, rec0, v, &tg, &tr); }, hp, dhp, 1e-2f, "dh_prev");
 }
 
+// bf16 activation storage expands the kept gates into the buffer the cells then
+// overwrite with their gradients: in place must be bitwise the separate buffers, with
+// every optional input, over rows with padding and a unit count that leaves vector
+// tails (the in-place rows are a different instantiation for the vectoriser).
+TEST(CpuRecurrentCellTest, BackwardInPlaceIsBitwiseSeparateBuffers) {
+  TestRng rng(8);
+  RecurrentStep s;
+  s.batch = 3;
+  s.units = 37;
+  for (int gates_per_unit : {4, 3}) {  // LSTM, GRU
+    SCOPED_TRACE(gates_per_unit == 4 ? "lstm" : "gru");
+    s.gate_stride = gates_per_unit * s.units + 5;
+    s.state_stride = s.units + 2;
+    for (bool prev : {true, false}) {
+      const std::vector<float> gates = rng.Vector(s.batch * s.gate_stride, 0.05f, 0.95f);  // activations
+      const std::vector<float> rec = rng.Vector(s.batch * s.gate_stride), state = rng.Vector(s.batch * s.state_stride);
+      const std::vector<float> c = rng.Vector(s.batch * s.state_stride), dy = rng.Vector(s.batch * s.state_stride);
+      const std::vector<float> carry = rng.Vector(s.batch * s.units), dc0 = rng.Vector(s.batch * s.units);
+      const float* state_prev = prev ? state.data() : nullptr;
+      std::vector<float> dgates(gates.size(), -7.0f), drec(rec.size(), -7.0f), dc = dc0, dh(s.batch * s.units);
+      std::vector<float> in_place = gates, rec_in_place = rec, dc_in_place = dc0, dh_in_place(dh.size());
+      if (gates_per_unit == 4) {
+        LstmCellBackward(s, gates.data(), state_prev, c.data(), dy.data(), s.state_stride, carry.data(), dc.data(),
+                         dgates.data());
+        LstmCellBackward(s, in_place.data(), state_prev, c.data(), dy.data(), s.state_stride, carry.data(),
+                         dc_in_place.data(), in_place.data());
+      } else {
+        GruCellBackward(s, gates.data(), rec.data(), state_prev, dy.data(), s.state_stride, carry.data(), dh.data(),
+                        dgates.data(), drec.data());
+        GruCellBackward(s, in_place.data(), rec_in_place.data(), state_prev, dy.data(), s.state_stride, carry.data(),
+                        dh_in_place.data(), in_place.data(), rec_in_place.data());
+      }
+      // The padding of the separate buffers still holds -7: compare the rows' gates only.
+      for (int64_t b = 0; b < s.batch; ++b) {
+        for (int64_t k = 0; k < gates_per_unit * s.units; ++k) {
+          const size_t at = static_cast<size_t>(b * s.gate_stride + k);
+          ASSERT_EQ(in_place[at], dgates[at]) << "dgates row " << b << " entry " << k;
+          if (gates_per_unit == 3) ASSERT_EQ(rec_in_place[at], drec[at]) << "drec row " << b << " entry " << k;
+        }
+      }
+      EXPECT_EQ(dc_in_place, dc);
+      EXPECT_EQ(dh_in_place, dh);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace lockstep::kernels::cpu
