@@ -97,20 +97,26 @@ size_t Conv2dWorkspaceBytes(const Conv2dShape& s, size_t max_chunk_bytes) {
 
 void Conv2dForward(cublasLtHandle_t lt, GemmWorkspace gemm_workspace, const Conv2dShape& s,
                    const float* x, const float* w, float* y, void* workspace,
-                   size_t max_chunk_bytes, cudaStream_t stream, bool allow_tf32) {
+                   size_t max_chunk_bytes, cudaStream_t stream, bool allow_tf32,
+                   GemmEpilogue epilogue, const float* bias) {
   CheckShape(s);
+  const bool needs_bias = epilogue == GemmEpilogue::kBias || epilogue == GemmEpilogue::kBiasRelu;
+  LS_CHECK(needs_bias == (bias != nullptr)) << "Conv2dForward: a bias epilogue needs a bias, and only it";
+  GemmOptions options = TensorCoreOptions(allow_tf32);
+  options.epilogue = epilogue;  // per output row: the chunks' GEMMs apply it to theirs
+  options.bias = bias;
   const int64_t k = s.col_cols(), pix = s.out_h() * s.out_w(), in_per = s.in_h * s.in_w * s.in_c;
   if (IsPointwise(s)) {
     // y (NHW x Cout) = x (NHW x Cin) * w (Cin x Cout).
     Sgemm(lt, false, false, s.col_rows(), s.out_c, k, 1.0f, x, k, w, s.out_c, 0.0f, y, s.out_c,
-          TensorCoreOptions(allow_tf32), gemm_workspace, stream);
+          options, gemm_workspace, stream);
     return;
   }
   float* cols = Cols(s, workspace);
   ForEachChunk(s, max_chunk_bytes, [&](int64_t n0, const Conv2dShape& piece) {
     Im2col(piece, x + n0 * in_per, cols, stream);
     Sgemm(lt, false, false, piece.batch * pix, s.out_c, k, 1.0f, cols, k, w, s.out_c, 0.0f,
-          y + n0 * pix * s.out_c, s.out_c, TensorCoreOptions(allow_tf32), gemm_workspace, stream);
+          y + n0 * pix * s.out_c, s.out_c, options, gemm_workspace, stream);
   });
 }
 
@@ -165,9 +171,9 @@ size_t Conv2dWorkspaceBytes(const Conv2dShape& s) {
 
 void Conv2dForward(cublasLtHandle_t lt, GemmWorkspace gemm_workspace, const Conv2dShape& s,
                    const float* x, const float* w, float* y, void* workspace, cudaStream_t stream,
-                   bool allow_tf32) {
+                   bool allow_tf32, GemmEpilogue epilogue, const float* bias) {
   internal::Conv2dForward(lt, gemm_workspace, s, x, w, y, workspace, kConv2dMaxWorkspaceBytes,
-                          stream, allow_tf32);
+                          stream, allow_tf32, epilogue, bias);
 }
 
 void Conv2dBackwardData(cublasLtHandle_t lt, GemmWorkspace gemm_workspace, const Conv2dShape& s,

@@ -1,7 +1,8 @@
 // 2-D convolution on the GPU by im2col + cuBLASLt GEMM (fp32; TF32 only when asked), mirroring
 // kernels/cpu/conv.h: activations NHWC, filters HWIO (kernel_h, kernel_w, in_c, out_c),
-// no bias, same Conv2dShape. Pointers are device memory; callers pass a workspace of
-// Conv2dWorkspaceBytes(s) bytes (may be null when that is 0) and a GEMM workspace.
+// same Conv2dShape; forward can add a bias and ReLU in the GEMM's epilogue. Pointers are
+// device memory; callers pass a workspace of Conv2dWorkspaceBytes(s) bytes (may be null
+// when that is 0) and a GEMM workspace.
 // Launchers are asynchronous on `stream`; one workspace per stream at a time.
 // allow_tf32: the GEMMs may use TF32 tensor cores (10-bit mantissa products). Exact on
 // operands already rounded to bf16 (GemmPrecision::kBf16Inputs), which TF32 holds.
@@ -27,9 +28,14 @@ constexpr size_t kConv2dMaxWorkspaceBytes = size_t{256} << 20;
 size_t Conv2dWorkspaceBytes(const Conv2dShape& s);
 
 // y (N, out_h, out_w, out_c) = conv(x (N, in_h, in_w, in_c), w (kh, kw, in_c, out_c)).
+// epilogue: applied by the GEMMs to y (cuBLASLt's fused epilogue where it has one, see
+// gemm.h): kBias adds bias[c] (out_c floats, non-null exactly for kBias and kBiasRelu)
+// to channel c, the ReLU ones then take max(0, .); the same as cpu::Conv2dForward
+// followed by cpu::BiasActivationForward.
 void Conv2dForward(cublasLtHandle_t lt, GemmWorkspace gemm_workspace, const Conv2dShape& s,
                    const float* x, const float* w, float* y, void* workspace, cudaStream_t stream,
-                   bool allow_tf32 = false);
+                   bool allow_tf32 = false, GemmEpilogue epilogue = GemmEpilogue::kNone,
+                   const float* bias = nullptr);
 // dx (N, in_h, in_w, in_c) = gradient w.r.t. the input (overwritten).
 void Conv2dBackwardData(cublasLtHandle_t lt, GemmWorkspace gemm_workspace, const Conv2dShape& s,
                         const float* dy, const float* w, float* dx, void* workspace,
@@ -53,7 +59,8 @@ namespace internal {
 size_t Conv2dWorkspaceBytes(const Conv2dShape& s, size_t max_chunk_bytes);
 void Conv2dForward(cublasLtHandle_t lt, GemmWorkspace gemm_workspace, const Conv2dShape& s,
                    const float* x, const float* w, float* y, void* workspace,
-                   size_t max_chunk_bytes, cudaStream_t stream, bool allow_tf32 = false);
+                   size_t max_chunk_bytes, cudaStream_t stream, bool allow_tf32 = false,
+                   GemmEpilogue epilogue = GemmEpilogue::kNone, const float* bias = nullptr);
 void Conv2dBackwardData(cublasLtHandle_t lt, GemmWorkspace gemm_workspace, const Conv2dShape& s,
                         const float* dy, const float* w, float* dx, void* workspace,
                         size_t max_chunk_bytes, cudaStream_t stream, bool allow_tf32 = false);

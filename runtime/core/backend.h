@@ -136,6 +136,15 @@ class Backend {
   virtual size_t Conv2dWorkspaceBytes(const Conv2dShape& s) = 0;
   virtual void Conv2dForward(const Conv2dShape& s, const float* x, const float* w, float* y,
                              void* workspace) = 0;
+  // y = act(conv(x, w) + bias) (bias: out_c floats or null): Conv2dForward, then
+  // BiasActivation over the (N * out_h * out_w, out_c) output. A backend may fuse them
+  // (the CUDA backend's im2col path adds bias and ReLU in cuBLASLt's epilogue), saving a
+  // pass over y.
+  virtual void Conv2dForwardBiasActivation(const Conv2dShape& s, const float* x, const float* w,
+                                           const float* bias, Activation act, float* y, void* workspace) {
+    Conv2dForward(s, x, w, y, workspace);
+    if (bias != nullptr || act != Activation::kIdentity) BiasActivation(y, bias, s.col_rows(), s.out_c, act);
+  }
   virtual void Conv2dBackwardData(const Conv2dShape& s, const float* dy, const float* w, float* dx,
                                   void* workspace) = 0;
   virtual void Conv2dBackwardFilter(const Conv2dShape& s, const float* x, const float* dy,

@@ -66,8 +66,7 @@ class Conv2dLayer final : public Layer {
   void Forward(const StepContext& ctx, const float* x, float* y, int64_t batch) override {
     Conv2dShape s = ShapeFor(batch);
     void* ws = Workspace(ctx, s);
-    ctx.backend->Conv2dForward(s, x, w_, y, ws);
-    epilogue_.Forward(*ctx.backend, y, o_.use_bias ? b_ : nullptr, s.col_rows(), o_.filters);
+    ctx.backend->Conv2dForwardBiasActivation(s, x, w_, o_.use_bias ? b_ : nullptr, epilogue_.activation(), y, ws);
   }
   void Backward(const StepContext& ctx, const float* x, const float* y, const float* dy_out, float* dx,
                 int64_t batch) override {

@@ -192,9 +192,7 @@ class CudaBackend final : public Backend {
     }
     kc::GemmOptions opt;
     opt.bias = bias;
-    const bool relu = act == Activation::kRelu;
-    opt.epilogue = bias != nullptr ? (relu ? kc::GemmEpilogue::kBiasRelu : kc::GemmEpilogue::kBias)
-                                   : (relu ? kc::GemmEpilogue::kRelu : kc::GemmEpilogue::kNone);
+    opt.epilogue = Epilogue(bias, act == Activation::kRelu);
     GemmWith(opt, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, n);
   }
   void BiasAdd(float* y, const float* bias, int64_t rows, int64_t cols) override {
@@ -238,11 +236,17 @@ class CudaBackend final : public Backend {
   }
   void Conv2dForward(const Conv2dShape& s, const float* x, const float* w, float* y,
                      void* ws) override {
-    if (Bf16Gemms()) ws = Bf16ConvOperands(s).Forward(ws, &x, &w, Bf16Rounder{stream_});
-#if LOCKSTEP_HAVE_CUDNN
-    if (UseCudnn(s)) return cudnn_->Forward(s, x, w, y, ws, stream_);
-#endif
-    kc::Conv2dForward(lt_->handle(), lt_->workspace(), s, x, w, y, ws, stream_, Bf16Gemms());
+    ConvForward(s, x, w, nullptr, /*relu=*/false, y, ws);
+  }
+  // The im2col path adds bias and ReLU in its GEMMs' epilogue; cuDNN (whose fused
+  // cudnnConvolutionBiasActivationForward is not used) and other activations take the
+  // separate pass.
+  void Conv2dForwardBiasActivation(const Conv2dShape& s, const float* x, const float* w, const float* bias,
+                                   Activation act, float* y, void* ws) override {
+    if (CudnnPath(s) || (act != Activation::kIdentity && act != Activation::kRelu)) {
+      return Backend::Conv2dForwardBiasActivation(s, x, w, bias, act, y, ws);
+    }
+    ConvForward(s, x, w, bias, act == Activation::kRelu, y, ws);
   }
   void Conv2dBackwardData(const Conv2dShape& s, const float* dy, const float* w, float* dx,
                           void* ws) override {
@@ -394,6 +398,33 @@ class CudaBackend final : public Backend {
   }
 
   bool Bf16Gemms() const { return options_.gemm_precision == GemmPrecision::kBf16Inputs; }
+  // Whether s runs through cuDNN (else im2col + cuBLASLt).
+  bool CudnnPath(const Conv2dShape& s) {
+#if LOCKSTEP_HAVE_CUDNN
+    return UseCudnn(s);
+#else
+    (void)s;
+    return false;
+#endif
+  }
+  // y = conv(x, w), with bias and ReLU in the GEMM epilogue (im2col path only).
+  void ConvForward(const Conv2dShape& s, const float* x, const float* w, const float* bias, bool relu, float* y,
+                   void* ws) {
+    if (Bf16Gemms()) ws = Bf16ConvOperands(s).Forward(ws, &x, &w, Bf16Rounder{stream_});
+#if LOCKSTEP_HAVE_CUDNN
+    if (UseCudnn(s)) {
+      LS_CHECK(bias == nullptr && !relu) << "cuDNN convolutions take no epilogue";
+      return cudnn_->Forward(s, x, w, y, ws, stream_);
+    }
+#endif
+    kc::Conv2dForward(lt_->handle(), lt_->workspace(), s, x, w, y, ws, stream_, Bf16Gemms(), Epilogue(bias, relu),
+                      bias);
+  }
+  // The GEMM epilogue for an optional bias and ReLU.
+  static kc::GemmEpilogue Epilogue(const float* bias, bool relu) {
+    if (bias != nullptr) return relu ? kc::GemmEpilogue::kBiasRelu : kc::GemmEpilogue::kBias;
+    return relu ? kc::GemmEpilogue::kRelu : kc::GemmEpilogue::kNone;
+  }
 
 
 #if LOCKSTEP_HAVE_CUDNN

@@ -280,12 +280,27 @@ TEST_P(CudaBackendConvTest, ConvolutionAndPoolingMatchTheCpu) {
     const int64_t xn = s.batch * s.in_h * s.in_w * s.in_c, yn = s.batch * s.out_h() * s.out_w() * s.out_c,
                   wn = s.kernel_h * s.kernel_w * s.in_c * s.out_c;
     const std::vector<float> x = rng.Vector(xn), w = rng.Vector(wn), dy = rng.Vector(yn), dw0 = rng.Vector(wn);
+    const std::vector<float> bias = rng.Vector(s.out_c);
     for (float beta : {0.0f, 1.0f}) {
       ExpectSame([&](Backend& be, Args& a, Outputs& o) {
         float* ws = a.Out<float>(static_cast<int64_t>(be.Conv2dWorkspaceBytes(s) / sizeof(float)) + 1);
         float* y = a.Out<float>(yn);
         be.Conv2dForward(s, a.In(x), a.In(w), y, ws);
         o.arrays["y"] = a.Read(y);
+        // With the layer's epilogue: fused on the im2col path (bias, ReLU), not for tanh.
+        const struct {
+          const char* name;
+          bool bias;
+          Activation act;
+        } epilogues[] = {{"y_bias", true, Activation::kIdentity},
+                         {"y_bias_relu", true, Activation::kRelu},
+                         {"y_relu", false, Activation::kRelu},
+                         {"y_bias_tanh", true, Activation::kTanh}};
+        for (const auto& e : epilogues) {
+          float* ye = a.Out<float>(yn);
+          be.Conv2dForwardBiasActivation(s, a.In(x), a.In(w), e.bias ? a.In(bias) : nullptr, e.act, ye, ws);
+          o.arrays[e.name] = a.Read(ye);
+        }
         float* dx = a.Out<float>(xn);
         be.Conv2dBackwardData(s, a.In(dy), a.In(w), dx, ws);
         o.arrays["dx"] = a.Read(dx);

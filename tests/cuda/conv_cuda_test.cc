@@ -7,6 +7,8 @@
 // of the sum of |terms| of each element (fp32 rounding of up to 288-term sums).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <memory>
@@ -133,6 +135,37 @@ TEST_F(CudaConvTest, ChunkedBatchesMatchDirectConvolution) {
   // The CNN's second layer in chunks of 7 samples (the last one of 1).
   const ConvShape cnn = testing::FashionMnistConv2();
   CheckAgainstDirect(cnn, static_cast<size_t>(7 * ColsBytesPerSample(cnn)), 304);
+}
+
+// The layer's bias and ReLU in the GEMMs' epilogue: each chunk's GEMM applies them to
+// its own rows (chunks of 2, 2 and 1 samples), and the pointwise path to all of them.
+TEST_F(CudaConvTest, ForwardEpilogueAddsBiasAndReluInEveryChunk) {
+  const ConvShape chunked = MakeConvShape(5, 9, 8, 3, 4, 3, 3, 1, 1, 1, 1);
+  const ConvShape pointwise = MakeConvShape(3, 6, 5, 4, 3, 1, 1, 1, 1, 0, 0);
+  TestRng rng(801);
+  for (const ConvShape& s : {chunked, pointwise}) {
+    const ConvInputs in = MakeInputs(s, 802);
+    const std::vector<float> bias = rng.Vector(s.out_c);
+    const ConvReference conv = testing::DirectConvForward(s, in.x, in.w);
+    for (GemmEpilogue e : {GemmEpilogue::kBias, GemmEpilogue::kRelu, GemmEpilogue::kBiasRelu}) {
+      const bool with_bias = e != GemmEpilogue::kRelu, relu = e != GemmEpilogue::kBias;
+      SCOPED_TRACE(DescribeConv(s) + (with_bias ? " bias" : "") + (relu ? " relu" : ""));
+      ConvReference want = conv;
+      for (size_t i = 0; i < want.value.size(); ++i) {
+        const double b = with_bias ? bias[i % static_cast<size_t>(s.out_c)] : 0.0;
+        want.value[i] += b;
+        want.magnitude[i] += std::fabs(b);
+        if (relu) want.value[i] = std::max(want.value[i], 0.0);
+      }
+      const size_t chunk = static_cast<size_t>(2 * ColsBytesPerSample(s) + 5);
+      DeviceBuffer<unsigned char> ws(static_cast<int64_t>(internal::Conv2dWorkspaceBytes(s, chunk)));
+      DeviceBuffer<float> x(in.x), w(in.w), d_bias(bias), y(s.col_rows() * s.out_c);
+      internal::Conv2dForward(lt_->handle(), lt_->workspace(), s, x.get(), w.get(), y.get(), ws.get(), chunk,
+                              stream_, /*allow_tf32=*/false, e, with_bias ? d_bias.get() : nullptr);
+      Sync();
+      EXPECT_TRUE(MatchesReference(y.Download(), want, kRelTol));
+    }
+  }
 }
 
 TEST_F(CudaConvTest, PointwiseNeedsNoWorkspace) {
