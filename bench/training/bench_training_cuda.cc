@@ -18,7 +18,7 @@
 //                     tensor-core GEMMs, convolutions on bf16-rounded operands (TF32)
 //     --header        print the table header (default true)
 //     --backend cpu   the same loop on the CPU backend (checks the bench itself on a
-//                     machine without a GPU; its device memory reads 0)
+//                     machine without a GPU; its memory columns are the CPU backend's)
 //   Exit: 0 done, 1 bad flags or a non-finite loss, 2 no usable CUDA device.
 //
 // A step is what training/trainer.cc does on one rank: upload the batch (images and
@@ -232,7 +232,10 @@ HostData MakeHostData(int64_t batch) {
 struct Row {
   std::string model;
   int64_t batch = 0;
-  double samples_per_sec = 0, ms_per_step = 0, peak_mib = 0, peak_reserved_mib = 0;
+  // peak: the most bytes in use at once during the run; held: in use after its last
+  // step (parameters, gradients, optimiser state, activations and scratch kept between
+  // steps), what bench_training's mem_MiB reports on the CPU.
+  double samples_per_sec = 0, ms_per_step = 0, peak_mib = 0, peak_reserved_mib = 0, held_mib = 0;
   double first_loss = 0, last_loss = 0;
   int64_t params = 0;
 };
@@ -324,6 +327,7 @@ bool RunConfig(const Options& opt, const std::string& name, int64_t batch, Row* 
   const BackendMemoryStats mem = be.memory_stats();
   row->peak_mib = static_cast<double>(mem.peak_bytes_in_use) / (1 << 20);
   row->peak_reserved_mib = static_cast<double>(mem.peak_bytes_reserved) / (1 << 20);
+  row->held_mib = static_cast<double>(mem.bytes_in_use) / (1 << 20);
   if (!finite) {
     std::fprintf(stderr, "bench_training_cuda: %s batch %lld: non-finite loss\n", name.c_str(),
                  static_cast<long long>(batch));
@@ -347,8 +351,9 @@ int Main(int argc, char** argv) {
                 opt.cpu ? "CPU" : "CUDA", opt.cpu ? "the host" : kernels::cuda::CurrentDeviceDescription().c_str(),
                 ConvPathName(opt.conv), opt.tf32 ? "on" : "off", opt.bf16 ? "BF16_GEMM" : "FP32", opt.steps,
                 opt.warmup);
-    std::printf("%-8s %6s %12s %10s %10s %16s\n", "model", "batch", "samples/s", "ms/step", "peak_MiB", "loss");
-    std::printf("%-8s %6s %12s %10s %10s %16s\n", "", "", "", "", "(device)", "(first>last)");
+    std::printf("%-8s %6s %12s %10s %10s %10s %16s\n", "model", "batch", "samples/s", "ms/step", "peak_MiB",
+                "held_MiB", "loss");
+    std::printf("%-8s %6s %12s %10s %10s %10s %16s\n", "", "", "", "", "(device)", "(device)", "(first>last)");
   }
   std::fflush(stdout);
   std::vector<Row> rows;
@@ -362,8 +367,8 @@ int Main(int argc, char** argv) {
       }
       char loss[64];
       std::snprintf(loss, sizeof loss, "%.3f>%.3f", r.first_loss, r.last_loss);
-      std::printf("%-8s %6lld %12.0f %10.3f %10.1f %16s\n", r.model.c_str(), static_cast<long long>(r.batch),
-                  r.samples_per_sec, r.ms_per_step, r.peak_mib, loss);
+      std::printf("%-8s %6lld %12.0f %10.3f %10.1f %10.1f %16s\n", r.model.c_str(), static_cast<long long>(r.batch),
+                  r.samples_per_sec, r.ms_per_step, r.peak_mib, r.held_mib, loss);
       std::fflush(stdout);
       rows.push_back(r);
     }
@@ -371,10 +376,10 @@ int Main(int argc, char** argv) {
   for (const Row& r : rows) {
     std::printf("{\"bench\":\"training_cuda\",\"backend\":\"%s\",\"model\":\"%s\",\"batch\":%lld,\"conv\":\"%s\",\"tf32\":%s,\"precision\":\"%s\","
                 "\"params\":%lld,\"steps\":%d,\"samples_per_sec\":%.1f,\"ms_per_step\":%.4f,\"peak_device_mib\":%.2f,"
-                "\"peak_reserved_mib\":%.2f,\"first_loss\":%.4f,\"last_loss\":%.4f}\n",
+                "\"peak_reserved_mib\":%.2f,\"held_device_mib\":%.2f,\"first_loss\":%.4f,\"last_loss\":%.4f}\n",
                 opt.cpu ? "cpu" : "cuda", r.model.c_str(), static_cast<long long>(r.batch), ConvPathName(opt.conv),
                 opt.tf32 ? "true" : "false", opt.bf16 ? "BF16_GEMM" : "FP32", static_cast<long long>(r.params), opt.steps, r.samples_per_sec, r.ms_per_step, r.peak_mib,
-                r.peak_reserved_mib, r.first_loss, r.last_loss);
+                r.peak_reserved_mib, r.held_mib, r.first_loss, r.last_loss);
   }
   return ok ? 0 : 1;
 }
