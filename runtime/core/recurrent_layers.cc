@@ -7,14 +7,15 @@
 // each over all batch * T rows.
 // With bf16 activation storage (training.precision: BF16) the gate activations,
 // the GRU's recurrent products and h are kept in bf16 (SavedActivation), rounded
-// once the forward's last step is done: the cells computed c and h from their
-// unrounded values, backward sees them rounded (as it sees every bf16-kept value);
-// h, which only feeds the bf16-input GEMMs and the layer's rounded output, is the
-// same either way. The LSTM's c stays fp32: it carries the sequence's memory from
-// step to step. Backward then expands the gates into the buffer it writes their
-// gradients into (each step's rows are read, then overwritten, by its cell), and h
-// straight into its one-step-shifted copy, so bf16 storage needs no fp32 copy of
-// what it keeps.
+// once the forward's last step is done: the cells computed c and h from unrounded
+// values, backward sees the kept ones rounded (a relative 2^-9 at most). For the
+// LSTM's h that changes nothing (h only feeds GEMMs, which round their inputs to
+// bf16 under BF16, and the layer's output, which the model rounds); the GRU's cell
+// also reads h_{t-1} itself. The LSTM's c stays fp32: it carries the sequence's
+// memory from step to step. Backward expands the gates into the buffer it writes
+// their gradients into (each step's rows are read, then overwritten, by its cell),
+// and h straight into its one-step-shifted copy, so bf16 storage needs no fp32 copy
+// of what it keeps.
 #include "runtime/core/sequence_layers.h"
 
 namespace lockstep {
