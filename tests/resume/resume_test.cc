@@ -311,8 +311,10 @@ TEST(ResumeTriggers, PreemptionSignalOnOneRankSavesEveryRankAndExitsForRequeue) 
 TEST(ResumeTriggers, EverySecondsAndRetention) {
   if (!HaveDataset()) GTEST_SKIP() << "Fashion-MNIST not installed";
   std::string run = RunDir("seconds");
+  // A nanosecond: always past between one step's save and the next step's check (a
+  // microsecond was not, once, on a loaded CI machine: step 7 went unsaved).
   auto r = Train(1, "mlp48.pbtxt", run,
-                 "--max-steps 8 --resume none --set checkpoint.every_seconds=0.000001 --set checkpoint.keep_last=2 "
+                 "--max-steps 8 --resume none --set checkpoint.every_seconds=0.000000001 --set checkpoint.keep_last=2 "
                  "--set checkpoint.keep_every_steps=3");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   auto list = ckpt::ListCheckpoints(run);
