@@ -439,10 +439,11 @@ Result<EvalResult> Trainer::Evaluate(int split) {
   const int64_t batch = recipe_.recipe.training().eval_batch_size();
   const int64_t targets = data_->targets_per_sample();
   Shape in = model.input_shape();
-  // Uploaded without waiting, as in Step: each batch's loss read-back waits for them.
-  HostBuffer host_inputs(backend_.get()), host_labels(backend_.get());
-  float* inputs = static_cast<float*>(host_inputs.Reserve(sizeof(float) * static_cast<size_t>(batch * NumElements(in))));
-  int32_t* labels = static_cast<int32_t*>(host_labels.Reserve(sizeof(int32_t) * static_cast<size_t>(batch * targets)));
+  // Gathered into the training step's host buffers (grown once if the evaluation batch
+  // is larger) and uploaded without waiting, as in Step: each batch's loss read-back
+  // waits for them.
+  float* inputs = static_cast<float*>(host_images_->Reserve(sizeof(float) * static_cast<size_t>(batch * NumElements(in))));
+  int32_t* labels = static_cast<int32_t*>(host_labels_->Reserve(sizeof(int32_t) * static_cast<size_t>(batch * targets)));
   in.insert(in.begin(), batch);
   Tensor x_all = Tensor::Empty(*backend_, in, DType::kFloat32);
   Tensor y_all = Tensor::Empty(*backend_, {batch * targets}, DType::kInt32);

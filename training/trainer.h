@@ -215,9 +215,10 @@ class Trainer {
   int64_t total_steps_ = 0;
   double last_step_loss_ = 0;
   Tensor input_, labels_, doutput_;
-  // The micro-batch as gathered on the host (AllocateHost memory: page-locked on a GPU),
-  // uploaded without waiting (CopyFromHostAsync). Step reads the loss back after each
-  // upload, which waits for it, so the next gather never overwrites a pending copy.
+  // The micro-batch (and Evaluate's batches) as gathered on the host (AllocateHost
+  // memory: page-locked on a GPU), uploaded without waiting (CopyFromHostAsync). Each
+  // upload is followed by a loss read-back, which waits for it, so the next gather never
+  // overwrites a pending copy.
   std::optional<HostBuffer> host_images_, host_labels_;
 
   std::unique_ptr<ckpt::FileSystem> checkpoint_fs_;
