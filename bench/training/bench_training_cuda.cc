@@ -41,7 +41,6 @@
 // JSON also has the allocator's peak reserved bytes (in use + cached).
 // loss = mean loss of the first and of the last step (a sanity check: the synthetic
 // classes are learnable, so it falls).
-#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -200,16 +199,10 @@ Result<std::unique_ptr<Model>> BuildRecipeModel(const std::string& name, Backend
 // Synthetic Fashion-MNIST-shaped batches (NHWC, 28x28x1 floats in [0, 1), int32
 // labels), generated once: each class a brightness ramp of its own slope plus noise,
 // so the model can learn (throughput does not depend on the values).
-struct HostData {
-  std::vector<float> images;   // (kHostBatches * batch, 28, 28, 1)
-  std::vector<int32_t> labels;  // (kHostBatches * batch)
-};
-
-HostData MakeHostData(int64_t batch) {
-  HostData d;
+// kHostBatches batches of `batch` samples into images (kHostBatches * batch, 28, 28, 1)
+// and labels (kHostBatches * batch): a per-class brightness ramp plus noise.
+void FillHostData(int64_t batch, float* images, int32_t* labels) {
   const int64_t n = kHostBatches * batch;
-  d.images.resize(static_cast<size_t>(n * kPixels));
-  d.labels.resize(static_cast<size_t>(n));
   uint64_t state = 0x9e3779b97f4a7c15ull;
   auto next = [&state] {  // xorshift64*
     state ^= state >> 12;
@@ -219,14 +212,12 @@ HostData MakeHostData(int64_t batch) {
   };
   for (int64_t s = 0; s < n; ++s) {
     const int32_t label = static_cast<int32_t>(next() % kClasses);
-    d.labels[static_cast<size_t>(s)] = label;
+    labels[s] = label;
     for (int64_t i = 0; i < kPixels; ++i) {
       const float noise = 0.2f * static_cast<float>(next()) / static_cast<float>(1 << 24);
-      d.images[static_cast<size_t>(s * kPixels + i)] =
-          0.08f * static_cast<float>(label) * static_cast<float>(i % kWidth) / kWidth + noise;
+      images[s * kPixels + i] = 0.08f * static_cast<float>(label) * static_cast<float>(i % kWidth) / kWidth + noise;
     }
   }
-  return d;
 }
 
 struct Row {
@@ -270,14 +261,13 @@ bool RunConfig(const Options& opt, const std::string& name, int64_t batch, Row* 
   }
   std::unique_ptr<Optimizer> optimizer = std::move(made).value();
 
-  const HostData host = MakeHostData(batch);
   // The trainer's upload path: the batches in AllocateHost memory (page-locked on the
   // GPU), copied with CopyFromHostAsync.
   HostBuffer pinned_images(&be), pinned_labels(&be);
-  float* images = static_cast<float*>(pinned_images.Reserve(sizeof(float) * host.images.size()));
-  int32_t* label_ids = static_cast<int32_t*>(pinned_labels.Reserve(sizeof(int32_t) * host.labels.size()));
-  std::copy(host.images.begin(), host.images.end(), images);
-  std::copy(host.labels.begin(), host.labels.end(), label_ids);
+  const size_t host_samples = static_cast<size_t>(kHostBatches * batch);
+  float* images = static_cast<float*>(pinned_images.Reserve(sizeof(float) * host_samples * kPixels));
+  int32_t* label_ids = static_cast<int32_t*>(pinned_labels.Reserve(sizeof(int32_t) * host_samples));
+  FillHostData(batch, images, label_ids);
   Tensor x = Tensor::Empty(be, {batch, kHeight, kWidth, 1}, DType::kFloat32);
   Tensor labels = Tensor::Empty(be, {batch}, DType::kInt32);
   Tensor dout = Tensor::Empty(be, {batch, kClasses}, DType::kFloat32);
