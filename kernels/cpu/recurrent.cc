@@ -73,12 +73,12 @@ LS_INLINE void LstmBackwardRows(const RecurrentStep& s, const float* gates, cons
     const float* cp = kPrev ? c_prev + b * s.state_stride : nullptr;
     const float* dyb = kDy ? dy + b * dy_stride : nullptr;
     const float* carry = kCarry ? dh_carry + b * n : nullptr;
+    const float* cb = c + b * s.state_stride;
     float* dg = dgates + b * s.gate_stride;
     if (gates == dgates) {
-      LstmRowBackwardInPlace<kPrev, kDy, kCarry>(n, dg, cp, c + b * s.state_stride, dyb, carry, dc + b * n);
+      LstmRowBackwardInPlace<kPrev, kDy, kCarry>(n, dg, cp, cb, dyb, carry, dc + b * n);
     } else {
-      LstmRowBackward<kPrev, kDy, kCarry>(n, gates + b * s.gate_stride, cp, c + b * s.state_stride, dyb, carry,
-                                          dc + b * n, dg);
+      LstmRowBackward<kPrev, kDy, kCarry>(n, gates + b * s.gate_stride, cp, cb, dyb, carry, dc + b * n, dg);
     }
   }
 }

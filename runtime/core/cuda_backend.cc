@@ -426,7 +426,6 @@ class CudaBackend final : public Backend {
     return relu ? kc::GemmEpilogue::kRelu : kc::GemmEpilogue::kNone;
   }
 
-
 #if LOCKSTEP_HAVE_CUDNN
   // cuDNN for s when it has usable algorithms (deterministic ones in deterministic mode);
   // else this shape goes through im2col + cuBLASLt, said once per shape on stderr.
